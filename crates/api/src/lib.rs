@@ -4,9 +4,17 @@
 //!
 //! Nothing here does I/O: the API server, controllers and tests all share these pure pieces.
 
+pub mod codec;
+pub mod defaults;
 pub mod errors;
+pub mod kinds;
+pub mod openapi;
+pub mod patch;
+pub mod printers;
 pub mod resources;
+pub mod selector;
 pub mod strategy;
+pub mod validation;
 
 pub use errors::{ApiError, FieldError};
 pub use resources::{RESOURCES, ResourceInfo, Subresource};

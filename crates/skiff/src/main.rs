@@ -1,1 +1,31 @@
-fn main() {}
+//! The `skiff` binary: one command line for the whole control plane.
+
+mod server;
+
+use clap::{Parser, Subcommand};
+
+/// skiff: a Kubernetes-compatible workload orchestrator in one small binary.
+#[derive(Parser)]
+#[command(name = "skiff", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the control plane: API server, store and controllers.
+    Server(server::ServerArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.command {
+        Command::Server(args) => runtime.block_on(server::run(args)),
+    }
+}

@@ -18,6 +18,8 @@ pub enum Subresource {
     Log,
     /// `pods/exec`: run a command in a container.
     Exec,
+    /// `namespaces/finalize`: writes only `spec.finalizers`.
+    Finalize,
 }
 
 impl Subresource {
@@ -30,12 +32,13 @@ impl Subresource {
             Self::Eviction => "eviction",
             Self::Log => "log",
             Self::Exec => "exec",
+            Self::Finalize => "finalize",
         }
     }
 
     /// Parses a path segment.
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Status, Self::Scale, Self::Binding, Self::Eviction, Self::Log, Self::Exec]
+        [Self::Status, Self::Scale, Self::Binding, Self::Eviction, Self::Log, Self::Exec, Self::Finalize]
             .into_iter()
             .find(|r| r.name() == s)
     }
@@ -47,6 +50,7 @@ impl Subresource {
             Self::Binding | Self::Eviction => &["create"],
             Self::Log => &["get"],
             Self::Exec => &["create", "get"],
+            Self::Finalize => &["update"],
         }
     }
 
@@ -54,7 +58,7 @@ impl Subresource {
     /// or `None` when it is the parent's own kind.
     pub fn response_kind(self) -> Option<(&'static str, &'static str, &'static str)> {
         match self {
-            Self::Status | Self::Log => None,
+            Self::Status | Self::Log | Self::Finalize => None,
             Self::Scale => Some(("autoscaling", "v1", "Scale")),
             Self::Binding => Some(("", "v1", "Binding")),
             Self::Eviction => Some(("policy", "v1", "Eviction")),
@@ -189,7 +193,7 @@ const fn grouped(
 pub static RESOURCES: &[ResourceInfo] = &[
     core("Pod", "pods", "pod", true, &["po"], &["all"], &[Status, Binding, Eviction, Log, Exec], POD_FIELDS),
     core("Service", "services", "service", true, &["svc"], &["all"], &[Status], &[("spec.clusterIP", "spec.clusterIP"), ("spec.type", "spec.type")]),
-    core("Namespace", "namespaces", "namespace", false, &["ns"], &[], &[Status], &[("status.phase", "status.phase")]),
+    core("Namespace", "namespaces", "namespace", false, &["ns"], &[], &[Finalize, Status], &[("status.phase", "status.phase")]),
     core("Node", "nodes", "node", false, &["no"], &[], &[Status], &[("spec.unschedulable", "spec.unschedulable")]),
     core("Event", "events", "event", true, &["ev"], &[], &[], CORE_EVENT_FIELDS),
     core("Endpoints", "endpoints", "endpoints", true, &["ep"], &[], &[], &[]),

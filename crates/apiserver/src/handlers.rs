@@ -147,6 +147,10 @@ async fn resource(state: &Arc<ApiState>, method: Method, headers: &HeaderMap, pa
             let target = if sub.is_some() { UpdateTarget::Status } else { UpdateTarget::Main };
             Ok(written(StatusCode::OK, registry.update(info, ns, name, object, target, &write_options(query)?).await?))
         }
+        (Method::PUT, Some(name), Some(Subresource::Finalize)) => {
+            let object = request::decode_body(&request::content_type(headers), &body)?;
+            Ok(response::json(StatusCode::OK, &registry.finalize_namespace(info, name, &object, query.dry_run()?).await?))
+        }
         (Method::PUT, Some(name), Some(Subresource::Scale)) => {
             let scale = request::decode_body(&request::content_type(headers), &body)?;
             Ok(response::json(StatusCode::OK, &subresources::update_scale(registry, info, ns, name, &scale, query.dry_run()?).await?))

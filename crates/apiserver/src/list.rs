@@ -6,7 +6,7 @@ use crate::request::Query;
 use base64::Engine;
 use bytes::{BufMut, Bytes, BytesMut};
 use serde_json::{Value, json};
-use skiff_api::selector::{FieldSelector, LabelSelector};
+use skiff_api::selector::{FieldSelector, LabelSelector, SelectorError};
 use skiff_api::{ApiError, ResourceInfo, printers};
 use skiff_store::{Revision, Store};
 use std::sync::Arc;
@@ -25,23 +25,13 @@ impl Filter {
     /// Parses `labelSelector` and `fieldSelector`, checking field labels against those the
     /// resource supports.
     pub fn from_query(info: &ResourceInfo, query: &Query) -> Result<Self, ApiError> {
-        let label = match query.get("labelSelector").filter(|s| !s.is_empty()) {
-            Some(s) => Some(LabelSelector::parse(s).map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?),
-            None => None,
-        };
-        let field = match query.get("fieldSelector").filter(|s| !s.is_empty()) {
-            Some(s) => {
-                let sel = FieldSelector::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?;
-                for field in sel.fields() {
-                    let known = matches!(field, "metadata.name" | "metadata.namespace") || info.selectable_fields.iter().any(|(l, _)| *l == field);
-                    if !known {
-                        return Err(ApiError::bad_request(format!("field label not supported: {field}")));
-                    }
-                }
-                Some(sel)
-            }
-            None => None,
-        };
+        let label = query.get("labelSelector").filter(|s| !s.is_empty()).map(LabelSelector::parse).transpose()?;
+        let field = query.get("fieldSelector").filter(|s| !s.is_empty()).map(FieldSelector::parse).transpose()?;
+        if let Some(unsupported) = field.as_ref().and_then(|f| {
+            f.unsupported_field(|name| matches!(name, "metadata.name" | "metadata.namespace") || info.selectable_fields.iter().any(|(l, _)| *l == name))
+        }) {
+            return Err(SelectorError::field_label_not_supported(&unsupported.field).into());
+        }
         Ok(Self { label, field })
     }
 

@@ -313,8 +313,7 @@ impl Registry {
                 return Ok(desired);
             }
             // Removing the last finalizer of an object being deleted completes the deletion.
-            let deleting = !desired["metadata"]["deletionTimestamp"].is_null();
-            let result = if deleting && !has_finalizers(&desired) && !Self::waits_for_grace(info, &desired) {
+            let result = if Self::deletion_complete(info, &desired) {
                 self.store.delete(&key, Some(kv.mod_revision)).await.map(|(rev, _)| rev)
             } else {
                 self.store.update(&key, encode_for_storage(&desired_plain), Some(kv.mod_revision)).await
@@ -331,10 +330,33 @@ impl Registry {
         }
     }
 
-    /// Whether an object marked for deletion still waits for its grace period (a pod on a
+    /// Whether an object marked for deletion may now be removed: no finalizers left (for
+    /// namespaces, no `spec.finalizers` either) and no grace period still running (a pod on a
     /// node waits for its kubelet to confirm with a zero-grace delete).
-    fn waits_for_grace(info: &ResourceInfo, object: &Value) -> bool {
-        info.kind == "Pod" && info.group.is_empty() && object["metadata"]["deletionGracePeriodSeconds"].as_i64().unwrap_or(0) > 0
+    fn deletion_complete(info: &ResourceInfo, object: &Value) -> bool {
+        let core = info.group.is_empty();
+        !object["metadata"]["deletionTimestamp"].is_null()
+            && !has_finalizers(object)
+            && !(core && info.kind == "Pod" && object["metadata"]["deletionGracePeriodSeconds"].as_i64().unwrap_or(0) > 0)
+            && !(core && info.kind == "Namespace" && object["spec"]["finalizers"].as_array().is_some_and(|f| !f.is_empty()))
+    }
+
+    /// `PUT namespaces/<name>/finalize`: replaces `spec.finalizers` and nothing else.
+    pub async fn finalize_namespace(&self, info: &ResourceInfo, name: &str, body: &Value, dry_run: bool) -> Result<Value, ApiError> {
+        let finalizers = body["spec"]["finalizers"].clone();
+        self.guaranteed_update(info, None, name, dry_run, |current| {
+            let mut next = current.clone();
+            match &finalizers {
+                Value::Array(f) if !f.is_empty() => next["spec"]["finalizers"] = finalizers.clone(),
+                _ => {
+                    if let Some(spec) = next.get_mut("spec").and_then(Value::as_object_mut) {
+                        spec.remove("finalizers");
+                    }
+                }
+            }
+            Ok(next)
+        })
+        .await
     }
 
     /// Replaces an object (PUT) or its status. A stale `metadata.resourceVersion` is a 409.

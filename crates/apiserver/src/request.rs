@@ -84,8 +84,7 @@ fn resource_path(group: &str, version: &str, rest: &[&str]) -> Result<ResourcePa
         // a subresource of the namespace itself (`namespaces/<ns>/status`).
         ["namespaces", ns, plural, tail @ ..] if group.is_empty() && matches!(*plural, "status" | "finalize") && tail.is_empty() => {
             let info = lookup(group, version, "namespaces")?;
-            let sub = if *plural == "finalize" { Subresource::Status } else { subresource(info, plural)? };
-            Ok(path(info, None, Some(ns), Some(sub)))
+            Ok(path(info, None, Some(ns), Some(subresource(info, plural)?)))
         }
         ["namespaces", ns, plural, tail @ ..] => {
             let info = lookup(group, version, plural)?;

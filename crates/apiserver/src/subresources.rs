@@ -10,7 +10,7 @@ use skiff_api::{ApiError, FieldError, ResourceInfo};
 /// The Scale view of a workload.
 fn scale_of(object: &Value) -> Value {
     let meta = &object["metadata"];
-    let selector = LabelSelector::from_value(&object["spec"]["selector"]).map(|s| s.to_string()).unwrap_or_default();
+    let selector = LabelSelector::from_json(object["spec"].get("selector")).map(|s| s.to_string()).unwrap_or_default();
     json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",

@@ -132,11 +132,23 @@ impl fmt::Display for FieldError {
     }
 }
 
-/// How upstream's `field.Error` prints a value: strings quoted, numbers bare, others as JSON.
+/// How upstream's `field.Error` prints a value: strings quoted, numbers bare, string maps
+/// and string lists as Go's `%#v` (`map[string]string{"app":"web"}`, `[]string{"a", "b"}`),
+/// others as JSON.
 fn go_value(v: &Value) -> String {
     match v {
         Value::String(s) => format!("{s:?}"),
         Value::Null => "null".into(),
+        Value::Object(map) if map.values().all(Value::is_string) => {
+            // Go prints map entries sorted by key.
+            let mut entries: Vec<String> = map.iter().map(|(k, v)| format!("{k:?}:{}", go_value(v))).collect();
+            entries.sort();
+            format!("map[string]string{{{}}}", entries.join(", "))
+        }
+        Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_string) => {
+            let items: Vec<String> = items.iter().map(go_value).collect();
+            format!("[]string{{{}}}", items.join(", "))
+        }
         other => other.to_string(),
     }
 }
@@ -303,6 +315,17 @@ mod tests {
             "Deployment.apps \"bad\" is invalid: [spec.replicas: Invalid value: -1: must be greater than or equal to 0, spec.template.spec.containers[0].volumeMounts[0].name: Not found: \"x\"]"
         );
         assert_eq!(two.to_status()["details"]["causes"][1]["reason"], "FieldValueNotFound");
+    }
+
+    #[test]
+    fn string_maps_and_lists_print_as_go_does() {
+        let e = FieldError::invalid("spec.template.metadata.labels", json!({"tier": "fe", "app": "web"}), "`selector` does not match template `labels`");
+        assert_eq!(
+            e.to_string(),
+            "spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"web\", \"tier\":\"fe\"}: `selector` does not match template `labels`"
+        );
+        let e = FieldError::invalid("spec.clusterIPs[0]", json!(["10.0.0.5"]), "may not change once set");
+        assert_eq!(e.to_string(), "spec.clusterIPs[0]: Invalid value: []string{\"10.0.0.5\"}: may not change once set");
     }
 
     #[test]

@@ -117,14 +117,14 @@ pub fn validate_service_update(new: &Value, old: &Value, errs: &mut Errors) {
     let old_ips = list(&old["spec"], "clusterIPs");
     let new_ips = list(&new["spec"], "clusterIPs");
     // An update that leaves the IPs out keeps them (the registry fills them back in).
-    if let (Some(old_ip), Some(new_ip)) = (old_ips.first(), new_ips.first()) {
-        if old_ip != new_ip {
-            errs.push(FieldError::invalid(
-                Path::new("spec").child("clusterIPs").index(0).as_str(),
-                new["spec"]["clusterIPs"].clone(),
-                "may not change once set",
-            ));
-        }
+    if let (Some(old_ip), Some(new_ip)) = (old_ips.first(), new_ips.first())
+        && old_ip != new_ip
+    {
+        errs.push(FieldError::invalid(
+            Path::new("spec").child("clusterIPs").index(0).as_str(),
+            new["spec"]["clusterIPs"].clone(),
+            "may not change once set",
+        ));
     }
 }
 
@@ -173,13 +173,14 @@ pub fn validate_secret(secret: &Value, errs: &mut Errors) {
         }
     };
     match text(secret, "type") {
-        "kubernetes.io/service-account-token" => {
-            if secret["metadata"]["annotations"]["kubernetes.io/service-account.name"].is_null() {
-                errs.push(FieldError::required(
-                    "metadata.annotations[kubernetes.io/service-account.name]",
-                    "",
-                ));
-            }
+        "kubernetes.io/service-account-token"
+            if secret["metadata"]["annotations"]["kubernetes.io/service-account.name"]
+                .is_null() =>
+        {
+            errs.push(FieldError::required(
+                "metadata.annotations[kubernetes.io/service-account.name]",
+                "",
+            ));
         }
         "kubernetes.io/dockercfg" => require(".dockercfg", errs),
         "kubernetes.io/dockerconfigjson" => require(".dockerconfigjson", errs),
@@ -322,13 +323,17 @@ pub fn validate_pvc_update(new: &Value, old: &Value, errs: &mut Errors) {
     }
     let size =
         |claim: &Value| quantity::parse(text(&claim["spec"]["resources"]["requests"], "storage"));
-    if let (Some(new_size), Some(old_size)) = (size(new), size(old)) {
-        if new_size < old_size {
-            errs.push(FieldError::forbidden(
-                "spec.resources.requests.storage",
-                "field can not be less than status.capacity",
-            ));
-        }
+    // With RecoverVolumeExpansionFailure (on by default) a claim may shrink back, but not
+    // to or below what the volume already has.
+    let capacity = quantity::parse(text(&old["status"]["capacity"], "storage")).unwrap_or(0.0);
+    if let (Some(new_size), Some(old_size)) = (size(new), size(old))
+        && new_size < old_size
+        && new_size <= capacity
+    {
+        errs.push(FieldError::forbidden(
+            "spec.resources.requests.storage",
+            "field can not be less than status.capacity",
+        ));
     }
 }
 

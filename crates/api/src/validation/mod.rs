@@ -155,3 +155,6 @@ pub fn validate_object_meta_with_rule(
 ) -> Vec<FieldError> {
     meta::validate_object_meta_with_rule(meta, namespaced, rule)
 }
+
+#[cfg(test)]
+mod tests;

@@ -589,14 +589,14 @@ fn validate_probes(container: &Value, path: &Path, errs: &mut Errors) {
                 ));
             }
         }
-        if probe_name != "readinessProbe" {
-            if let Some(threshold) = probe["successThreshold"].as_i64().filter(|t| *t != 1) {
-                errs.push(FieldError::invalid(
-                    p_path.child("successThreshold").as_str(),
-                    threshold,
-                    "must be 1",
-                ));
-            }
+        if probe_name != "readinessProbe"
+            && let Some(threshold) = probe["successThreshold"].as_i64().filter(|t| *t != 1)
+        {
+            errs.push(FieldError::invalid(
+                p_path.child("successThreshold").as_str(),
+                threshold,
+                "must be 1",
+            ));
         }
     }
     for hook in ["postStart", "preStop"] {
@@ -897,7 +897,8 @@ pub fn validate_pod_update(new: &Value, old: &Value, errs: &mut Errors) {
     let mut munged = new_spec.clone();
     for kind in ["containers", "initContainers"] {
         let old_containers = list(old_spec, kind);
-        if let Some(containers) = munged[kind].as_array_mut() {
+        // `get_mut`, as indexing a missing key would insert a `null` and spoil the comparison.
+        if let Some(containers) = munged.get_mut(kind).and_then(Value::as_array_mut) {
             for (container, old_container) in containers.iter_mut().zip(old_containers) {
                 container["image"] = old_container["image"].clone();
             }

@@ -1,6 +1,6 @@
 //! Services, Endpoints and EndpointSlices.
 
-use super::format::{array_at, format_labels, get, int_at, map_at, str_at};
+use super::format::{array_at, format_labels, get, int_at, map_at, or, str_at};
 use super::{AGE, Column, NAME, age, docs, name};
 use jiff::Timestamp;
 use serde_json::Value;
@@ -34,14 +34,12 @@ pub(super) const ENDPOINTSLICE_COLUMNS: &[Column] = &[
 const LIST_LIMIT: usize = 3;
 
 pub(super) fn service_row(service: &Value, now: Timestamp) -> Vec<Value> {
-    // The v1 to internal conversion makes `clusterIP` authoritative over `clusterIPs[0]`.
-    let cluster_ip = match str_at(service, "/spec/clusterIP") {
-        "" => array_at(service, "/spec/clusterIPs")
-            .first()
-            .and_then(Value::as_str)
-            .unwrap_or("<none>"),
-        ip => ip,
-    };
+    // Upstream prints `clusterIPs[0]`, which IP allocation always sets; `clusterIP` (equal to
+    // it whenever both are set) covers objects stored before allocation filled the list.
+    let cluster_ip = array_at(service, "/spec/clusterIPs")
+        .first()
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| str_at(service, "/spec/clusterIP"));
     let ports = array_at(service, "/spec/ports")
         .iter()
         .map(|port| {
@@ -56,7 +54,7 @@ pub(super) fn service_row(service: &Value, now: Timestamp) -> Vec<Value> {
     vec![
         name(service),
         str_at(service, "/spec/type").into(),
-        cluster_ip.into(),
+        or(cluster_ip, "<none>").into(),
         external_ip(service).into(),
         if ports.is_empty() {
             "<none>".to_string()
@@ -156,10 +154,9 @@ pub(super) fn endpointslice_row(slice: &Value, now: Timestamp) -> Vec<Value> {
         .take(LIST_LIMIT)
         .map(|port| match get(port, "/port") {
             Some(number) => number.to_string(),
-            None => get(port, "/name")
-                .and_then(Value::as_str)
-                .unwrap_or("*")
-                .to_string(),
+            // Upstream's `*` for a port without number and name is unreachable: defaulting
+            // always sets the name, to "" when not given.
+            None => str_at(port, "/name").to_string(),
         });
     let addresses: Vec<&str> = array_at(slice, "/endpoints")
         .iter()
@@ -324,7 +321,7 @@ mod tests {
         assert_eq!(
             cells[2..4],
             [
-                json!("dns,*,1 + 1 more..."),
+                json!("dns,,1 + 1 more..."),
                 json!("fd00::1,fd00::2,fd00::3 + 2 more...")
             ]
         );

@@ -417,6 +417,32 @@ mod tests {
     }
 
     #[test]
+    fn init_container_failing_after_initialization() {
+        // Once Initialized, the app containers' restarts count (not the init container's),
+        // yet the failing init container still names the status.
+        let pod = json!({
+            "spec": {"initContainers": [{"name": "a"}], "containers": [{"name": "app"}]},
+            "status": {"phase": "Running", "conditions": [{"type": "Initialized", "status": "True"}],
+                "initContainerStatuses": [{"name": "a", "restartCount": 5, "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                    "lastState": {"terminated": {"exitCode": 1, "finishedAt": "2024-05-01T11:59:00Z"}}}],
+                "containerStatuses": [{"name": "app", "ready": true, "restartCount": 2, "state": {"running": {}},
+                    "lastState": {"terminated": {"exitCode": 1, "finishedAt": "2024-05-01T11:30:00Z"}}}]}
+        });
+        assert_eq!(
+            cells(pod)[1..4],
+            [
+                json!("1/1"),
+                json!("Init:CrashLoopBackOff"),
+                json!("2 (30m ago)")
+            ]
+        );
+        // Restarts without a recorded termination time print the bare count.
+        let pod = json!({"spec": {"containers": [{"name": "a"}]},
+            "status": {"phase": "Running", "containerStatuses": [running("a", true, 7)]}});
+        assert_eq!(cells(pod)[3], "7");
+    }
+
+    #[test]
     fn sidecar_init_containers_count_as_containers() {
         let pod = json!({
             "spec": {"initContainers": [{"name": "proxy", "restartPolicy": "Always"}], "containers": [{"name": "app"}]},

@@ -111,129 +111,46 @@ struct Printer {
     row: RowFn,
 }
 
+impl Printer {
+    const fn new(
+        group: &'static str,
+        kind: &'static str,
+        columns: &'static [Column],
+        row: RowFn,
+    ) -> Self {
+        Self {
+            group,
+            kind,
+            columns,
+            row,
+        }
+    }
+}
+
 /// Every kind with its own printer; both Event kinds share one, as upstream converts
 /// `events.k8s.io` Events to the core type before printing.
+#[rustfmt::skip]
 static PRINTERS: &[Printer] = &[
-    Printer {
-        group: "",
-        kind: "Pod",
-        columns: pod::COLUMNS,
-        row: pod::row,
-    },
-    Printer {
-        group: "",
-        kind: "Service",
-        columns: network::SERVICE_COLUMNS,
-        row: network::service_row,
-    },
-    Printer {
-        group: "",
-        kind: "Endpoints",
-        columns: network::ENDPOINTS_COLUMNS,
-        row: network::endpoints_row,
-    },
-    Printer {
-        group: "",
-        kind: "Node",
-        columns: core::NODE_COLUMNS,
-        row: core::node_row,
-    },
-    Printer {
-        group: "",
-        kind: "Namespace",
-        columns: core::NAMESPACE_COLUMNS,
-        row: core::namespace_row,
-    },
-    Printer {
-        group: "",
-        kind: "ConfigMap",
-        columns: core::CONFIGMAP_COLUMNS,
-        row: core::configmap_row,
-    },
-    Printer {
-        group: "",
-        kind: "Secret",
-        columns: core::SECRET_COLUMNS,
-        row: core::secret_row,
-    },
-    Printer {
-        group: "",
-        kind: "ServiceAccount",
-        columns: core::SERVICEACCOUNT_COLUMNS,
-        row: core::serviceaccount_row,
-    },
-    Printer {
-        group: "",
-        kind: "Event",
-        columns: events::COLUMNS,
-        row: events::core_row,
-    },
-    Printer {
-        group: "events.k8s.io",
-        kind: "Event",
-        columns: events::COLUMNS,
-        row: events::events_v1_row,
-    },
-    Printer {
-        group: "",
-        kind: "PersistentVolume",
-        columns: storage::PV_COLUMNS,
-        row: storage::pv_row,
-    },
-    Printer {
-        group: "",
-        kind: "PersistentVolumeClaim",
-        columns: storage::PVC_COLUMNS,
-        row: storage::pvc_row,
-    },
-    Printer {
-        group: "storage.k8s.io",
-        kind: "StorageClass",
-        columns: storage::STORAGECLASS_COLUMNS,
-        row: storage::storageclass_row,
-    },
-    Printer {
-        group: "apps",
-        kind: "Deployment",
-        columns: apps::DEPLOYMENT_COLUMNS,
-        row: apps::deployment_row,
-    },
-    Printer {
-        group: "apps",
-        kind: "ReplicaSet",
-        columns: apps::REPLICASET_COLUMNS,
-        row: apps::replicaset_row,
-    },
-    Printer {
-        group: "apps",
-        kind: "StatefulSet",
-        columns: apps::STATEFULSET_COLUMNS,
-        row: apps::statefulset_row,
-    },
-    Printer {
-        group: "apps",
-        kind: "DaemonSet",
-        columns: apps::DAEMONSET_COLUMNS,
-        row: apps::daemonset_row,
-    },
-    Printer {
-        group: "apps",
-        kind: "ControllerRevision",
-        columns: apps::CONTROLLERREVISION_COLUMNS,
-        row: apps::controllerrevision_row,
-    },
-    Printer {
-        group: "coordination.k8s.io",
-        kind: "Lease",
-        columns: core::LEASE_COLUMNS,
-        row: core::lease_row,
-    },
-    Printer {
-        group: "discovery.k8s.io",
-        kind: "EndpointSlice",
-        columns: network::ENDPOINTSLICE_COLUMNS,
-        row: network::endpointslice_row,
-    },
+    Printer::new("", "Pod",                           pod::COLUMNS, pod::row),
+    Printer::new("", "Service",                       network::SERVICE_COLUMNS, network::service_row),
+    Printer::new("", "Endpoints",                     network::ENDPOINTS_COLUMNS, network::endpoints_row),
+    Printer::new("", "Node",                          core::NODE_COLUMNS, core::node_row),
+    Printer::new("", "Namespace",                     core::NAMESPACE_COLUMNS, core::namespace_row),
+    Printer::new("", "ConfigMap",                     core::CONFIGMAP_COLUMNS, core::configmap_row),
+    Printer::new("", "Secret",                        core::SECRET_COLUMNS, core::secret_row),
+    Printer::new("", "ServiceAccount",                core::SERVICEACCOUNT_COLUMNS, core::serviceaccount_row),
+    Printer::new("", "Event",                         events::COLUMNS, events::core_row),
+    Printer::new("events.k8s.io", "Event",            events::COLUMNS, events::events_v1_row),
+    Printer::new("", "PersistentVolume",              storage::PV_COLUMNS, storage::pv_row),
+    Printer::new("", "PersistentVolumeClaim",         storage::PVC_COLUMNS, storage::pvc_row),
+    Printer::new("storage.k8s.io", "StorageClass",    storage::STORAGECLASS_COLUMNS, storage::storageclass_row),
+    Printer::new("apps", "Deployment",                apps::DEPLOYMENT_COLUMNS, apps::deployment_row),
+    Printer::new("apps", "ReplicaSet",                apps::REPLICASET_COLUMNS, apps::replicaset_row),
+    Printer::new("apps", "StatefulSet",               apps::STATEFULSET_COLUMNS, apps::statefulset_row),
+    Printer::new("apps", "DaemonSet",                 apps::DAEMONSET_COLUMNS, apps::daemonset_row),
+    Printer::new("apps", "ControllerRevision",        apps::CONTROLLERREVISION_COLUMNS, apps::controllerrevision_row),
+    Printer::new("coordination.k8s.io", "Lease",      core::LEASE_COLUMNS, core::lease_row),
+    Printer::new("discovery.k8s.io", "EndpointSlice", network::ENDPOINTSLICE_COLUMNS, network::endpointslice_row),
 ];
 
 fn printer(group: &str, kind: &str) -> Option<&'static Printer> {

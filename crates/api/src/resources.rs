@@ -99,6 +99,11 @@ impl ResourceInfo {
         if self.group.is_empty() { self.version.to_string() } else { format!("{}/{}", self.group, self.version) }
     }
 
+    /// `Kind` for the core group, `Kind.group` otherwise (e.g. `Deployment.apps`).
+    pub fn group_kind(&self) -> String {
+        if self.group.is_empty() { self.kind.to_string() } else { format!("{}.{}", self.kind, self.group) }
+    }
+
     /// The kind of a list of these objects, e.g. `DeploymentList`.
     pub fn list_kind(&self) -> String {
         format!("{}List", self.kind)

@@ -68,7 +68,7 @@ async fn dispatch(state: &Arc<ApiState>, req: Request) -> Result<Response, ApiEr
         }
         Endpoint::OpenApiIndex => Ok(response::json(StatusCode::OK, &skiff_api::openapi::index())),
         Endpoint::OpenApiDocument(path) => {
-            skiff_api::openapi::document(&path).map(|doc| response::raw_json(StatusCode::OK, doc)).ok_or_else(ApiError::no_route)
+            skiff_api::openapi::document(&path).map(|doc| response::raw_json(StatusCode::OK, Bytes::copy_from_slice(&doc.body))).ok_or_else(ApiError::no_route)
         }
     }
 }

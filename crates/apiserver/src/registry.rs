@@ -8,7 +8,8 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use skiff_api::patch::{self, PatchType};
 use skiff_api::resources::{self, ResourceInfo};
-use skiff_api::{ApiError, FieldError, Strategy, kinds, validation};
+use skiff_api::validation::{self, names::NameRule};
+use skiff_api::{ApiError, FieldError, kinds};
 use skiff_store::{KeyValue, Store, StoreError};
 use std::sync::Arc;
 
@@ -275,7 +276,7 @@ impl Registry {
         }
         strategy.prepare_for_create(&mut object);
         strategy.default(&mut object);
-        let mut errors = validation::validate_object_meta(&object["metadata"], info.namespaced, strategy.name_is_dns_label());
+        let mut errors = validation::validate_object_meta_with_rule(&object["metadata"], info.namespaced, NameRule::for_kind(info.kind, info.group));
         errors.extend(strategy.validate(&object));
         let name = meta_str(&object, "name").unwrap_or_default().to_string();
         if !errors.is_empty() {
@@ -400,7 +401,7 @@ impl Registry {
         let object = self
             .guaranteed_update(info, namespace, name, opts.dry_run, |current| {
                 warnings.clear();
-                let mut patched = apply_patch(info.kind, current, patch_type, patch_body)?;
+                let mut patched = apply_patch(&info.group_kind(), current, patch_type, patch_body)?;
                 Self::check_type(info, &mut patched)?;
                 if let Some(rv) = meta_str(&patched, "resourceVersion") {
                     if Some(rv) != meta_str(current, "resourceVersion") {
@@ -559,11 +560,11 @@ fn pod_grace_period(pod: &Value, requested: Option<i64>) -> i64 {
     requested.unwrap_or_else(|| pod["spec"]["terminationGracePeriodSeconds"].as_i64().unwrap_or(30)).max(0)
 }
 
-/// Applies a patch of the given type to `current`.
-pub fn apply_patch(kind: &str, current: &Value, patch_type: PatchType, body: &Value) -> Result<Value, ApiError> {
+/// Applies a patch of the given type to `current`; `group_kind` is `Kind` or `Kind.group`.
+pub fn apply_patch(group_kind: &str, current: &Value, patch_type: PatchType, body: &Value) -> Result<Value, ApiError> {
     match patch_type {
         PatchType::Json => patch::json_patch(current, body),
         PatchType::Merge | PatchType::Apply => patch::merge_patch(current, body),
-        PatchType::StrategicMerge => patch::strategic_merge(current, body, kind),
+        PatchType::StrategicMerge => patch::strategic_merge(current, body, group_kind),
     }
 }

@@ -71,7 +71,7 @@ pub async fn update_scale(registry: &Registry, info: &ResourceInfo, ns: Option<&
 
 /// `PATCH …/scale`.
 pub async fn patch_scale(registry: &Registry, info: &ResourceInfo, ns: Option<&str>, name: &str, patch_type: PatchType, patch: &Value, dry_run: bool) -> Result<Value, ApiError> {
-    write_scale(registry, info, ns, name, dry_run, |current| apply_patch("Scale", current, patch_type, patch)).await
+    write_scale(registry, info, ns, name, dry_run, |current| apply_patch("Scale.autoscaling", current, patch_type, patch)).await
 }
 
 /// `POST pods/<name>/binding`: assigns an unassigned pod to a node, as upstream's

@@ -65,8 +65,7 @@ async fn reconcile(ns: Arc<Namespace>, client: Arc<Client>) -> Result<Action, Er
     let mut finalized = (*ns).clone();
     finalized.spec.get_or_insert_with(Default::default).finalizers = Some(finalizers.into_iter().filter(|f| f != FINALIZER).collect());
     let api: Api<Namespace> = Api::all((*client).clone());
-    let body = serde_json::to_vec(&finalized).expect("a Namespace serializes");
-    api.replace_subresource("finalize", &name, &PostParams::default(), body).await?;
+    api.replace_subresource("finalize", &name, &PostParams::default(), &finalized).await?;
     Ok(Action::await_change())
 }
 

@@ -203,7 +203,8 @@ fn describe_type_error<K: JsonSchema>(
         return format!("{}: {}", go_path.join("."), serde_message(inner));
     };
     let target = go_type(root, schema);
-    if schema.get("format").and_then(Value::as_str) == Some("date-time")
+    let resolved = resolve(root, schema, &mut struct_name);
+    if resolved.get("format").and_then(Value::as_str) == Some("date-time")
         && let Value::String(s) = value
     {
         return format!(
@@ -402,6 +403,14 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.message.ends_with("json: cannot unmarshal number 1.5 into Go struct field DeploymentSpec.spec.replicas of type int32"), "{}", err.message);
+
+        let err = decode::<Pod>(
+            "",
+            "Pod",
+            json!({"metadata": {"creationTimestamp": "yesterday"}}),
+        )
+        .unwrap_err();
+        assert!(err.message.ends_with("parsing time \"yesterday\" as \"2006-01-02T15:04:05Z07:00\": cannot parse \"yesterday\" as \"2006\""), "{}", err.message);
 
         let err = decode::<Pod>("", "Pod", json!({"metadata": {"labels": ["a"]}})).unwrap_err();
         assert_eq!(

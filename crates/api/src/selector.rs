@@ -1182,6 +1182,14 @@ impl FieldSelector {
         })
     }
 
+    /// Whether an object's JSON satisfies every term, reading each field by its dotted path
+    /// (see [`object_field`]). Resources whose selectable fields are computed rather than
+    /// read (an event's `source`, a pod's `spec.hostNetwork` defaulting to `"false"`) should
+    /// use [`matches`](Self::matches) with their own field set instead.
+    pub fn matches_object(&self, object: &Value) -> bool {
+        self.matches(|field| object_field(object, field))
+    }
+
     /// The value of the first `field=value` term on `field` (upstream's `RequiresExactMatch`),
     /// which lets storage fetch candidates by key. Other terms still have to be matched.
     pub fn exact_match(&self, field: &str) -> Option<&str> {
@@ -1208,6 +1216,21 @@ impl fmt::Display for FieldSelector {
             write!(f, "{requirement}")?;
         }
         Ok(())
+    }
+}
+
+/// The value at a dotted path of an object's JSON (`metadata.name`, `status.phase`,
+/// `involvedObject.uid`) as a field selector compares it: strings as they are, booleans and
+/// numbers as Go prints them; `None` when absent, null, or not a scalar.
+pub fn object_field<'a>(object: &'a Value, path: &str) -> Option<Cow<'a, str>> {
+    let value = path
+        .split('.')
+        .try_fold(object, |v, segment| v.get(segment))?;
+    match value {
+        Value::String(s) => Some(Cow::Borrowed(s)),
+        Value::Bool(b) => Some(Cow::Owned(b.to_string())),
+        Value::Number(n) => Some(Cow::Owned(n.to_string())),
+        _ => None,
     }
 }
 
@@ -1974,6 +1997,39 @@ mod tests {
                 .unsupported_field(metadata_only)
                 .is_none()
         );
+    }
+
+    #[test]
+    fn field_selectors_read_objects_by_dotted_paths() {
+        let pod = json!({
+            "metadata": {"name": "web-1", "namespace": "demo"},
+            "spec": {"nodeName": "n1", "hostNetwork": true, "priority": 7},
+            "status": {"phase": "Running"},
+        });
+        assert_eq!(
+            object_field(&pod, "metadata.name").as_deref(),
+            Some("web-1")
+        );
+        assert_eq!(
+            object_field(&pod, "spec.hostNetwork").as_deref(),
+            Some("true")
+        );
+        assert_eq!(object_field(&pod, "spec.priority").as_deref(), Some("7"));
+        assert_eq!(object_field(&pod, "spec"), None);
+        assert_eq!(object_field(&pod, "status.podIP"), None);
+        for (selector, expected) in [
+            ("metadata.name=web-1,metadata.namespace=demo", true),
+            ("status.phase!=Running", false),
+            ("spec.nodeName=n1,spec.hostNetwork=true", true),
+            ("status.podIP=", true),
+            ("metadata.name=web-2", false),
+        ] {
+            assert_eq!(
+                FieldSelector::parse(selector).unwrap().matches_object(&pod),
+                expected,
+                "{selector:?}"
+            );
+        }
     }
 
     // ------------------------------------------------------------------ property tests

@@ -35,8 +35,6 @@ struct KindRules {
     create_keeps_status: bool,
     /// What bumps the generation; kinds that track it start at generation 1.
     generation: Generation,
-    /// Names must be DNS labels.
-    dns_label_name: bool,
     /// Metadata a `/status` write may not change (beyond what the generic store keeps).
     status_keeps_metadata: &'static [&'static str],
     /// The kind's own `PrepareForCreate` steps, after status and generation.
@@ -49,7 +47,6 @@ const PLAIN: KindRules = KindRules {
     status_subresource: false,
     create_keeps_status: false,
     generation: Generation::Untracked,
-    dns_label_name: false,
     status_keeps_metadata: &[],
     on_create: None,
     on_update: None,
@@ -173,10 +170,6 @@ where
                     )
             }
         }
-    }
-
-    fn name_is_dns_label(&self) -> bool {
-        self.rules.dns_label_name
     }
 }
 
@@ -396,12 +389,10 @@ static POD: Typed<core::v1::Pod> = Typed::new(KindRules {
 });
 static SERVICE: Typed<core::v1::Service> = Typed::new(KindRules {
     status_subresource: true,
-    dns_label_name: true,
     ..PLAIN
 });
 static NAMESPACE: Typed<core::v1::Namespace> = Typed::new(KindRules {
     status_subresource: true,
-    dns_label_name: true,
     on_create: Some(namespace_on_create),
     on_update: Some(namespace_on_update),
     ..PLAIN
@@ -598,9 +589,6 @@ mod tests {
             ns["metadata"]["labels"]["kubernetes.io/metadata.name"],
             "demo"
         );
-        assert!(strategy("", "Namespace").name_is_dns_label());
-        assert!(strategy("", "Service").name_is_dns_label());
-        assert!(!strategy("apps", "Deployment").name_is_dns_label());
     }
 
     #[test]

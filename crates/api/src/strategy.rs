@@ -55,10 +55,4 @@ pub trait Strategy: Send + Sync {
     fn generation_changed(&self, _new: &Value, _old: &Value) -> bool {
         false
     }
-
-    /// Whether names must be DNS-1035 labels (namespaces, services) instead of DNS-1123
-    /// subdomains.
-    fn name_is_dns_label(&self) -> bool {
-        false
-    }
 }

@@ -184,28 +184,12 @@ impl Registry {
         Ok(decoded.object)
     }
 
-    /// Checks the body's apiVersion/kind against the endpoint and fills them in when absent.
-    fn check_type(info: &ResourceInfo, object: &mut Value) -> Result<(), ApiError> {
+    /// Checks that a body is an object with a `metadata` object; its apiVersion and kind are
+    /// checked by the kind's decoder.
+    fn check_shape(object: &mut Value) -> Result<(), ApiError> {
         let Some(map) = object.as_object_mut() else {
             return Err(ApiError::bad_request("the request body must be a JSON or YAML object"));
         };
-        let api_version = info.api_version();
-        match map.get("apiVersion").and_then(Value::as_str) {
-            Some(v) if !v.is_empty() && v != api_version => {
-                return Err(ApiError::bad_request(format!(
-                    "the API version in the data ({v}) does not match the expected API version ({api_version})"
-                )));
-            }
-            _ => {}
-        }
-        match map.get("kind").and_then(Value::as_str) {
-            Some(k) if !k.is_empty() && k != info.kind => {
-                return Err(ApiError::bad_request(format!("the kind in the data ({k}) does not match the expected kind ({})", info.kind)));
-            }
-            _ => {}
-        }
-        map.insert("apiVersion".into(), api_version.into());
-        map.insert("kind".into(), info.kind.into());
         if !map.get("metadata").is_some_and(Value::is_object) {
             map.insert("metadata".into(), json!({}));
         }
@@ -241,13 +225,13 @@ impl Registry {
     /// Creates an object (POST).
     pub async fn create(&self, info: &ResourceInfo, namespace: Option<&str>, mut object: Value, opts: &WriteOptions) -> Result<Written, ApiError> {
         let strategy = kinds::strategy_for(info);
-        Self::check_type(info, &mut object)?;
+        Self::check_shape(&mut object)?;
         let mut warnings = Vec::new();
         let mut object = self.decode(info, object, opts, &mut warnings)?;
         if meta_str(&object, "resourceVersion").is_some() {
             return Err(ApiError::bad_request("resourceVersion should not be set on objects to be created"));
         }
-        let meta = object["metadata"].as_object_mut().expect("check_type made metadata an object");
+        let meta = object["metadata"].as_object_mut().expect("check_shape made metadata an object");
         if info.namespaced {
             let ns = namespace.unwrap_or_default();
             match meta.get("namespace").and_then(Value::as_str) {
@@ -270,8 +254,7 @@ impl Registry {
         }
         meta.insert("uid".into(), uuid::Uuid::new_v4().to_string().into());
         meta.insert("creationTimestamp".into(), now_rfc3339().into());
-        meta.insert("generation".into(), 1.into());
-        for transient in ["deletionTimestamp", "deletionGracePeriodSeconds", "managedFields", "selfLink"] {
+        for transient in ["generation", "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields", "selfLink"] {
             meta.remove(transient);
         }
         strategy.prepare_for_create(&mut object);
@@ -362,7 +345,7 @@ impl Registry {
 
     /// Replaces an object (PUT) or its status. A stale `metadata.resourceVersion` is a 409.
     pub async fn update(&self, info: &ResourceInfo, namespace: Option<&str>, name: &str, mut body: Value, target: UpdateTarget, opts: &WriteOptions) -> Result<Written, ApiError> {
-        Self::check_type(info, &mut body)?;
+        Self::check_shape(&mut body)?;
         match meta_str(&body, "name") {
             Some(n) if n != name => {
                 return Err(ApiError::bad_request(format!("the name of the object ({n}) does not match the name on the URL ({name})")));
@@ -402,7 +385,7 @@ impl Registry {
             .guaranteed_update(info, namespace, name, opts.dry_run, |current| {
                 warnings.clear();
                 let mut patched = apply_patch(&info.group_kind(), current, patch_type, patch_body)?;
-                Self::check_type(info, &mut patched)?;
+                Self::check_shape(&mut patched)?;
                 if let Some(rv) = meta_str(&patched, "resourceVersion") {
                     if Some(rv) != meta_str(current, "resourceVersion") {
                         return Err(ApiError::conflict(info.plural, info.group, name));
@@ -426,7 +409,7 @@ impl Registry {
     fn prepare_update(&self, info: &ResourceInfo, mut new: Value, current: &Value, target: UpdateTarget) -> Result<Value, ApiError> {
         let strategy = kinds::strategy_for(info);
         let old_meta = current["metadata"].as_object().cloned().unwrap_or_default();
-        let meta = new["metadata"].as_object_mut().expect("check_type made metadata an object");
+        let meta = new["metadata"].as_object_mut().expect("check_shape made metadata an object");
         for system in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "namespace", "resourceVersion"] {
             match old_meta.get(system) {
                 Some(v) => meta.insert(system.into(), v.clone()),
@@ -454,9 +437,12 @@ impl Registry {
         if !errors.is_empty() {
             return Err(ApiError::invalid(info.kind, info.group, &name, &errors));
         }
-        let generation = current["metadata"]["generation"].as_i64().unwrap_or(1);
-        let bump = target == UpdateTarget::Main && strategy.generation_changed(&new, current);
-        new["metadata"]["generation"] = (if bump { generation + 1 } else { generation }).into();
+        // Kinds that track generation got one at creation; it moves only on the changes the
+        // strategy names.
+        if let Some(generation) = current["metadata"]["generation"].as_i64() {
+            let bump = target == UpdateTarget::Main && strategy.generation_changed(&new, current);
+            new["metadata"]["generation"] = (if bump { generation + 1 } else { generation }).into();
+        }
         Ok(new)
     }
 

@@ -142,6 +142,15 @@ async fn resource(state: &Arc<ApiState>, method: Method, headers: &HeaderMap, pa
             subresources::bind(registry, info, ns, name, &binding, query.dry_run()?).await?;
             Ok(response::json(StatusCode::CREATED, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})))
         }
+        (Method::POST, Some(name), Some(Subresource::Eviction)) => {
+            // Without PodDisruptionBudgets every eviction is allowed: it is a delete with the
+            // eviction's options.
+            let eviction = request::decode_body(&request::content_type(headers), &body)?;
+            let options = serde_json::to_vec(&eviction["deleteOptions"]).expect("serializes");
+            let opts = delete_options(query, &Bytes::from(if eviction["deleteOptions"].is_object() { options } else { b"{}".to_vec() }))?;
+            registry.delete(info, ns, name, &opts).await?;
+            Ok(response::json(StatusCode::CREATED, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})))
+        }
         (Method::PUT, Some(name), sub @ (None | Some(Subresource::Status))) => {
             let object = request::decode_body(&request::content_type(headers), &body)?;
             let target = if sub.is_some() { UpdateTarget::Status } else { UpdateTarget::Main };

@@ -5,6 +5,7 @@
 //! with each kind's strategy. [`ApiServer::router`] is the API as a tower service (used
 //! in-process, without TCP); [`ApiServer::serve`] puts it behind HTTPS with bearer-token auth.
 
+pub mod admission;
 pub mod cache;
 pub mod discovery;
 mod handlers;

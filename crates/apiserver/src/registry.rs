@@ -259,6 +259,7 @@ impl Registry {
         }
         strategy.prepare_for_create(&mut object);
         strategy.default(&mut object);
+        crate::admission::admit_create(info, &mut object);
         let mut errors = validation::validate_object_meta_with_rule(&object["metadata"], info.namespaced, NameRule::for_kind(info.kind, info.group));
         errors.extend(strategy.validate(&object));
         let name = meta_str(&object, "name").unwrap_or_default().to_string();

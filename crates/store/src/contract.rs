@@ -248,8 +248,12 @@ pub async fn list_at_current_and_past_revisions(store: Arc<dyn Store>) {
     );
     assert_eq!(at(b_gone).await.items, vec![kv("/p/a", "a2", a, a2)]);
     assert_eq!(at(c).await, now);
+    // As in etcd, revision 0 means the current one.
+    assert_eq!(at(0).await, now);
     assert_eq!(at(b).await.revision, b);
-    assert!(at(a - 1).await.items.is_empty());
+    if a > 1 {
+        assert!(at(a - 1).await.items.is_empty());
+    }
 
     assert_eq!(
         store.list("/p/", Some(c + 1)).await,

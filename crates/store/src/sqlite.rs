@@ -26,7 +26,8 @@
 //! # Revisions and compaction (etcd semantics)
 //!
 //! After `compact(c)`, [`Store::compacted_revision`] is `c`; reads at revision `c` or later
-//! succeed and reads below it fail with [`StoreError::Compacted`], as etcd's range does.
+//! succeed and reads below it fail with [`StoreError::Compacted`], as etcd's range does; as
+//! in etcd, a read at revision 0 reads the current state.
 //! A watch delivers events with revisions greater than `after`, that is, it starts at revision
 //! `after + 1`; etcd refuses a watch whose start revision is below the compacted revision, so
 //! `watch(prefix, after)` fails with [`StoreError::Compacted`] exactly when `after + 1 < c`.

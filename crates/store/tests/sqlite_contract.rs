@@ -1,4 +1,5 @@
-//! The store contract, run against the SQLite backend in memory and on disk.
+//! The store contract, run against the SQLite backend in memory and on disk, and behaviour
+//! specific to this backend.
 
 use std::sync::Arc;
 
@@ -95,4 +96,43 @@ async fn large_compaction_keeps_current_values() {
     for revision in current - 10..=current {
         assert_eq!(watch.recv().await.unwrap().revision, revision);
     }
+}
+
+/// Compaction physically removes superseded rows and deleted keys' history, keeping one row
+/// per live key below the compacted revision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_removes_superseded_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.db");
+    let store = SqliteStore::open(&path).unwrap();
+    for i in 0..1000 {
+        let key = format!("/k/{i}");
+        store.create(&key, Bytes::from_static(b"0")).await.unwrap();
+        for round in 1..4u8 {
+            store
+                .update(&key, Bytes::from(vec![round]), None)
+                .await
+                .unwrap();
+        }
+    }
+    for i in 0..100 {
+        store.delete(&format!("/k/{i}"), None).await.unwrap();
+    }
+    let last = store.create("/k/last", Bytes::new()).await.unwrap();
+    store.compact(last).await.unwrap();
+
+    let db = rusqlite::Connection::open(&path).unwrap();
+    let count = |table: &str| -> i64 {
+        db.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |row| {
+            row.get(0)
+        })
+        .unwrap()
+    };
+    // 900 live keys' latest rows below the target, plus the row at the target.
+    assert_eq!(count("log"), 901);
+    assert_eq!(count("current"), 901);
+    assert_eq!(
+        store.list("/k/", Some(last)).await.unwrap().items.len(),
+        901
+    );
 }

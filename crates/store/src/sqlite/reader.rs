@@ -128,6 +128,8 @@ pub(super) fn list(
     prefix: &str,
     revision: Option<Revision>,
 ) -> Result<ListResult> {
+    // As in etcd, a revision of 0 (or less) reads the current state.
+    let revision = revision.filter(|revision| *revision > 0);
     // One transaction: the items and the revision come from the same snapshot.
     let tx = conn.transaction()?;
     let current = current_revision(&tx)?;
@@ -190,7 +192,7 @@ pub(super) fn history(conn: &mut Connection, prefix: &str, after: Revision) -> R
     let head = current_revision(&tx)?;
     let compacted = compacted_revision(&tx)?;
     // etcd refuses a watch starting (at after + 1) below the compacted revision.
-    if after + 1 < compacted {
+    if after.saturating_add(1) < compacted {
         return Err(StoreError::Compacted {
             requested: after,
             compacted,

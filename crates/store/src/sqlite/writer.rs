@@ -15,8 +15,8 @@ use crate::{Event, EventType, KeyValue, Result, Revision, StoreError};
 /// The most requests committed in one transaction; bounds the burst a watcher must absorb.
 const MAX_GROUP: usize = 1024;
 
-/// Log revisions examined per compaction transaction; writers get a turn between chunks.
-const COMPACTION_CHUNK: Revision = 1000;
+/// Log rows examined per compaction transaction; writers get a turn between chunks.
+const COMPACTION_CHUNK_ROWS: i64 = 1000;
 
 /// Creates the tables if they do not exist yet.
 pub(super) fn create_schema(conn: &Connection) -> rusqlite::Result<()> {
@@ -282,24 +282,12 @@ impl Writer {
         let Some(compaction) = self.compaction.as_mut() else {
             return;
         };
-        let end = compaction.target.min(compaction.cursor + COMPACTION_CHUNK);
-        let deleted = self.conn.execute(
-            // A row below the target goes if it is a delete or a newer row below the target
-            // supersedes it; rows at or above the target are all kept for watches.
-            "DELETE FROM log WHERE rev IN (
-                SELECT old.rev FROM log AS old
-                WHERE old.rev >= ?1 AND old.rev < ?2
-                  AND (old.deleted = 1 OR EXISTS (
-                    SELECT 1 FROM log AS newer
-                    WHERE newer.key = old.key AND newer.rev > old.rev AND newer.rev < ?3)))",
-            params![compaction.cursor, end, compaction.target],
-        );
-        let outcome = match deleted {
-            Ok(_) if end < compaction.target => {
-                compaction.cursor = end;
+        let outcome = match compact_chunk(&self.conn, compaction.cursor, compaction.target) {
+            Ok(Some(next)) => {
+                compaction.cursor = next;
                 return;
             }
-            Ok(_) => Ok(()),
+            Ok(None) => Ok(()),
             Err(err) => Err(StoreError::from(err)),
         };
         if let Some(done) = self.compaction.take() {
@@ -308,6 +296,35 @@ impl Writer {
             }
         }
     }
+}
+
+/// Compacts up to [`COMPACTION_CHUNK_ROWS`] log rows from revision `from` on (and below
+/// `target`); returns the revision the next chunk starts at, or `None` when done.
+fn compact_chunk(
+    conn: &Connection,
+    from: Revision,
+    target: Revision,
+) -> rusqlite::Result<Option<Revision>> {
+    let next: Option<Revision> = conn
+        .prepare_cached(
+            "SELECT rev FROM log WHERE rev >= ?1 AND rev < ?2 ORDER BY rev LIMIT 1 OFFSET ?3",
+        )?
+        .query_row(params![from, target, COMPACTION_CHUNK_ROWS], |row| {
+            row.get(0)
+        })
+        .optional()?;
+    conn.prepare_cached(
+        // A row below the target goes if it is a delete or a newer row below the target
+        // supersedes it; rows at or above the target are all kept for watches.
+        "DELETE FROM log WHERE rev IN (
+            SELECT old.rev FROM log AS old
+            WHERE old.rev >= ?1 AND old.rev < ?2
+              AND (old.deleted = 1 OR EXISTS (
+                SELECT 1 FROM log AS newer
+                WHERE newer.key = old.key AND newer.rev > old.rev AND newer.rev < ?3)))",
+    )?
+    .execute(params![from, next.unwrap_or(target), target])?;
+    Ok(next)
 }
 
 /// Validates a compaction to `revision` against the group's view of the store and records it.

@@ -11,6 +11,7 @@ pub mod kinds;
 pub mod openapi;
 pub mod patch;
 pub mod printers;
+pub mod protobuf;
 pub mod resources;
 pub mod selector;
 pub mod strategy;

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Server, cell, example, parse_table, row};
+use common::{Server, cell, example, namespace_manifest, parse_table, row};
 
 #[test]
 fn kubectl_1_29_to_1_33_do_the_basics() {
@@ -12,13 +12,8 @@ fn kubectl_1_29_to_1_33_do_the_basics() {
     let manifest = example("seed/deployment.yaml");
     for minor in 29..=33 {
         let cache = tempfile::tempdir().unwrap();
-        let kubectl = |args: &[&str]| {
-            server
-                .kubectl(args)
-                .version(minor)
-                .cache_dir(cache.path())
-                .run()
-        };
+        let command = |args: &[&str]| server.kubectl(args).version(minor).cache_dir(cache.path());
+        let kubectl = |args: &[&str]| command(args).run();
         let namespace = format!("v1-{minor}");
 
         let version = kubectl(&["version"]).success();
@@ -36,7 +31,10 @@ fn kubectl_1_29_to_1_33_do_the_basics() {
         );
 
         assert_eq!(
-            kubectl(&["create", "namespace", &namespace]).success(),
+            command(&["apply", "-f", "-"])
+                .stdin(&namespace_manifest(&namespace))
+                .run()
+                .success(),
             format!("namespace/{namespace} created\n"),
             "kubectl 1.{minor}"
         );

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Server, apply_seed_deployment, cell, example, parse_table, row};
+use common::{Server, apply_seed_deployment, cell, create_namespace, example, parse_table, row};
 use serde_json::{Value, json};
 
 /// A Go `HumanDuration` as kubectl's AGE column prints it (`5s`, `2m30s`, `3h`, `4d`, ...).
@@ -131,6 +131,24 @@ fn api_resources_lists_kinds_short_names_and_scope_as_upstream() {
     assert_eq!(
         server.ok(&["get", "ns", "kube-system", "-o", "name"]),
         "namespace/kube-system\n"
+    );
+}
+
+#[test]
+fn create_namespace_then_list_it() {
+    let server = Server::start();
+    // kubectl 1.33 sends this body as protobuf.
+    assert_eq!(
+        server.ok(&["create", "namespace", "data"]),
+        "namespace/data created\n"
+    );
+    let table = parse_table(&server.ok(&["get", "ns", "data"]));
+    assert_eq!(cell(row(&table, "data"), "STATUS"), "Active");
+    let namespace = server.get_json(&["get", "ns", "data"]);
+    assert_eq!(namespace["spec"]["finalizers"], json!(["kubernetes"]));
+    assert_eq!(
+        namespace["metadata"]["labels"],
+        json!({"kubernetes.io/metadata.name": "data"})
     );
 }
 
@@ -530,7 +548,14 @@ fn edit_with_an_editor_script() {
         .kubectl(&["edit", "deploy", "nginx-deployment", "-n", "data"])
         .env("EDITOR", "true")
         .run();
-    assert_eq!(outcome.success(), "Edit cancelled, no changes made.\n");
+    assert_eq!(
+        (
+            outcome.code,
+            outcome.stdout.as_str(),
+            outcome.stderr.as_str()
+        ),
+        (0, "", "Edit cancelled, no changes made.\n")
+    );
 }
 
 #[test]
@@ -604,7 +629,7 @@ fn delete_and_delete_of_a_missing_object() {
 #[test]
 fn statefulset_and_daemonset_seeds_are_stored_with_defaults() {
     let server = Server::start();
-    server.ok(&["create", "namespace", "data"]);
+    create_namespace(&server, "data");
     let statefulset = example("seed/statefulset.yaml");
     assert_eq!(
         server.ok(&["apply", "-n", "data", "-f", statefulset.to_str().unwrap()]),

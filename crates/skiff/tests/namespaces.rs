@@ -2,7 +2,9 @@
 
 mod common;
 
-use common::{Server, apply_seed_deployment, cell, parse_table};
+use common::{
+    Server, apply_seed_deployment, cell, create_config_map, create_namespace, parse_table,
+};
 
 #[test]
 fn built_in_namespaces_exist() {
@@ -27,23 +29,9 @@ fn built_in_namespaces_exist() {
 fn deleting_a_namespace_removes_everything_in_it() {
     let server = Server::start();
     apply_seed_deployment(&server, "doomed");
-    server.ok(&[
-        "create",
-        "configmap",
-        "settings",
-        "-n",
-        "doomed",
-        "--from-literal=a=b",
-    ]);
-    server.ok(&["create", "namespace", "kept"]);
-    server.ok(&[
-        "create",
-        "configmap",
-        "settings",
-        "-n",
-        "kept",
-        "--from-literal=a=b",
-    ]);
+    create_config_map(&server, "doomed", "settings", "a", "b");
+    create_namespace(&server, "kept");
+    create_config_map(&server, "kept", "settings", "a", "b");
 
     // kubectl waits until the namespace is gone.
     assert_eq!(
@@ -69,8 +57,5 @@ fn deleting_a_namespace_removes_everything_in_it() {
     );
 
     // The name can be used again.
-    assert_eq!(
-        server.ok(&["create", "namespace", "doomed"]),
-        "namespace/doomed created\n"
-    );
+    create_namespace(&server, "doomed");
 }

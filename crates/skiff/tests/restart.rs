@@ -3,20 +3,13 @@
 
 mod common;
 
-use common::{Server, apply_seed_deployment};
+use common::{Server, apply_seed_deployment, create_config_map};
 
 #[test]
 fn objects_ca_and_token_survive_a_restart() {
     let mut server = Server::start();
     apply_seed_deployment(&server, "data");
-    server.ok(&[
-        "create",
-        "configmap",
-        "settings",
-        "-n",
-        "data",
-        "--from-literal=color=blue",
-    ]);
+    create_config_map(&server, "data", "settings", "color", "blue");
     server.ok(&[
         "label",
         "deploy",

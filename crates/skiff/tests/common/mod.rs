@@ -569,12 +569,38 @@ pub fn row<'a>(table: &'a [Vec<(String, String)>], name: &str) -> &'a [(String, 
         .unwrap_or_else(|| panic!("no row named {name} in {table:?}"))
 }
 
+/// A Namespace manifest.
+pub fn namespace_manifest(name: &str) -> String {
+    format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n")
+}
+
+/// Creates namespace `name` with `kubectl apply`, which sends JSON. (`kubectl create namespace`
+/// sends protobuf; that has its own test, so that a protobuf problem fails one test, not all.)
+pub fn create_namespace(server: &Server, name: &str) {
+    let stdout = server
+        .kubectl(&["apply", "-f", "-"])
+        .stdin(&namespace_manifest(name))
+        .run()
+        .success();
+    assert_eq!(stdout, format!("namespace/{name} created\n"));
+}
+
+/// Creates a ConfigMap with one entry with `kubectl apply` (JSON, like [`create_namespace`]).
+pub fn create_config_map(server: &Server, namespace: &str, name: &str, key: &str, value: &str) {
+    let manifest = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  {key}: {value:?}\n"
+    );
+    let stdout = server
+        .kubectl(&["apply", "-n", namespace, "-f", "-"])
+        .stdin(&manifest)
+        .run()
+        .success();
+    assert_eq!(stdout, format!("configmap/{name} created\n"));
+}
+
 /// Creates namespace `name` and applies `examples/seed/deployment.yaml` into it.
 pub fn apply_seed_deployment(server: &Server, namespace: &str) {
-    assert_eq!(
-        server.ok(&["create", "namespace", namespace]),
-        format!("namespace/{namespace} created\n")
-    );
+    create_namespace(server, namespace);
     let manifest = example("seed/deployment.yaml");
     assert_eq!(
         server.ok(&["apply", "-n", namespace, "-f", manifest.to_str().unwrap()]),

@@ -43,6 +43,7 @@ macro_rules! store_contract_tests {
             compaction,
             watch_below_compaction_fails,
             concurrent_writers,
+            watches_started_during_writes,
         );
     };
     (@each $fresh:expr; $($behaviour:ident,)*) => {
@@ -523,6 +524,50 @@ pub async fn concurrent_writers(store: Arc<dyn Store>) {
         store.list("/c/", None).await.unwrap().items.len(),
         TASKS * CREATES
     );
+}
+
+/// Watches started while writers are busy each deliver exactly the events after their start
+/// revision: none lost between history and live delivery, none twice.
+pub async fn watches_started_during_writes(store: Arc<dyn Store>) {
+    const TASKS: usize = 4;
+    const CREATES: usize = 200;
+    let writers: Vec<_> = (0..TASKS)
+        .map(|task| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                for i in 0..CREATES {
+                    store
+                        .create(&format!("/r/{task}/{i}"), bytes("v"))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut watches = Vec::new();
+    for _ in 0..20 {
+        let after = store.current_revision().await.unwrap();
+        watches.push((after, store.watch("/r/", after).await.unwrap()));
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let last = store.current_revision().await.unwrap();
+    let first = last - (TASKS * CREATES) as Revision + 1;
+    for (after, watch) in &mut watches {
+        // Every write in this store is under the prefix, so revisions are consecutive.
+        let expected: Vec<Revision> = (first.max(*after + 1)..=last).collect();
+        let events = next_events(watch, expected.len()).await;
+        let revisions: Vec<Revision> = events.iter().map(|event| event.revision).collect();
+        assert_eq!(revisions, expected, "watch after {after}");
+    }
+    // Nothing more, once any stray duplicate has had time to arrive.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for (after, watch) in &mut watches {
+        let stray = watch.try_recv();
+        assert!(stray.is_err(), "watch after {after}: unexpected {stray:?}");
+    }
 }
 
 /// For backends that persist: state, revisions, history and the compacted revision survive

@@ -173,6 +173,7 @@ pub fn decode_body(media_type: &str, body: &Bytes) -> Result<Value, ApiError> {
     match media_type {
         "application/json" | "" => decode_json(body),
         "application/yaml" | "application/apply-patch+yaml" => decode_yaml(body),
+        "application/vnd.kubernetes.protobuf" => skiff_api::protobuf::decode_protobuf(body),
         other => Err(ApiError::unsupported_media_type(other)),
     }
 }

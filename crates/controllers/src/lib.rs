@@ -4,9 +4,26 @@
 //! [`kube::Client`], in-process (over the API router, no TCP) or over the network, so the same
 //! code runs in `skiff server` and against a remote server.
 
+pub mod events;
 pub mod namespace;
+pub mod nodelifecycle;
+pub mod podgc;
+pub mod tainteviction;
+
+/// Settings of the controllers, as kube-controller-manager's flags; `Default` gives upstream's
+/// defaults.
+#[derive(Clone, Debug, Default)]
+pub struct ControllersConfig {
+    /// The node lifecycle controller's.
+    pub node_lifecycle: nodelifecycle::NodeLifecycleConfig,
+    /// The pod garbage collector's.
+    pub pod_gc: podgc::PodGcConfig,
+}
 
 /// Starts every controller on `client`; they run until the process ends.
-pub fn spawn_all(client: kube::Client) {
+pub fn spawn_all(client: kube::Client, config: ControllersConfig) {
+    tokio::spawn(nodelifecycle::run(client.clone(), config.node_lifecycle));
+    tokio::spawn(tainteviction::run(client.clone()));
+    tokio::spawn(podgc::run(client.clone(), config.pod_gc));
     tokio::spawn(namespace::run(client));
 }

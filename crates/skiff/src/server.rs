@@ -44,7 +44,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let store = Arc::new(SqliteStore::open(&data_dir.join("state.db")).context("opening the store")?);
     let api = ApiServer::new(store, local.to_string()).await?;
     // Controllers are ordinary API clients; in-process they reach the API through its router.
-    skiff_controllers::spawn_all(kube::Client::new(api.router(), "default"));
+    skiff_controllers::spawn_all(kube::Client::new(api.router(), "default"), Default::default());
     let url = format!("https://{}", display_addr(local));
     let kubeconfig = pki::kubeconfig("skiff", &url, &creds);
     let path = pki::write_kubeconfig(&data_dir, &kubeconfig)?;

@@ -1,0 +1,160 @@
+//! The plug-in point between the agent and whatever runs containers.
+//!
+//! The agent (like upstream's kubelet) decides *which* pods run on its node, owns pod IPs, pod
+//! conditions and phase, and talks to the API server. A [`Runtime`] runs the containers of a
+//! pod, including its `restartPolicy` (with upstream's crash-loop back-off, see
+//! [`CrashLoopBackOff`]), and reports their state as core/v1 `ContainerStatus`es. When anything
+//! about a pod changes, the runtime says so through [`StatusChanges`] (upstream's PLEG), so the
+//! agent never polls its pods.
+
+use crate::queue::WorkQueue;
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a runtime knows about one pod.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RuntimePodStatus {
+    /// Whether the pod's sandbox (network, shared namespaces) exists: upstream's
+    /// `PodReadyToStartContainers` condition.
+    pub sandbox_ready: bool,
+    /// One status per `spec.initContainers` entry, in spec order.
+    pub init_container_statuses: Vec<ContainerStatus>,
+    /// One status per `spec.containers` entry, in spec order.
+    pub container_statuses: Vec<ContainerStatus>,
+}
+
+/// Tells the agent that a pod's runtime status changed; cheap to clone.
+#[derive(Clone)]
+pub struct StatusChanges(pub(crate) Arc<WorkQueue<String>>);
+
+impl StatusChanges {
+    /// Reports that the pod with this uid changed: the agent will read [`Runtime::pod_status`]
+    /// again and write the pod's status if it differs.
+    pub fn notify(&self, pod_uid: &str) {
+        self.0.add(pod_uid.to_string());
+    }
+}
+
+/// Runs pods' containers. Methods are synchronous and cheap: a runtime does slow work on its
+/// own tasks and reports progress through [`StatusChanges`].
+pub trait Runtime: Send + Sync + 'static {
+    /// `<name>://<version>`, reported as the node's `status.nodeInfo.containerRuntimeVersion`.
+    fn version(&self) -> &str;
+
+    /// Starts the pod's containers, or adopts them when the pod already ran before an agent
+    /// restart (its `status.containerStatuses` tell what was running). Called once per pod
+    /// uid; `changes` is where to report later changes of this pod.
+    fn start_pod(&self, pod: &Pod, changes: &StatusChanges);
+
+    /// Asks the pod's containers to stop (SIGTERM), killing those still running after
+    /// `grace`. The runtime reports a change once every container has terminated.
+    fn stop_pod(&self, pod_uid: &str, grace: Duration);
+
+    /// Forgets the pod (it is gone from the API), killing whatever still runs.
+    fn remove_pod(&self, pod_uid: &str);
+
+    /// The pod's current state, or `None` for a pod this runtime does not know.
+    fn pod_status(&self, pod_uid: &str) -> Option<RuntimePodStatus>;
+}
+
+/// Upstream kubelet's per-container restart back-off (`flowcontrol.Backoff` with 10 s initial
+/// and 5 min maximum): the first restart is immediate, then a container that exits again waits
+/// 10 s, 20 s, 40 s, ... up to 5 minutes, shown as `CrashLoopBackOff`.
+#[derive(Clone, Debug, Default)]
+pub struct CrashLoopBackOff {
+    /// The current back-off and when it was last advanced, once the container restarted.
+    entry: Option<(Duration, std::time::Instant)>,
+}
+
+impl CrashLoopBackOff {
+    /// Upstream's initial container restart back-off.
+    pub const INITIAL: Duration = Duration::from_secs(10);
+    /// Upstream's `MaxContainerBackOff`.
+    pub const MAX: Duration = Duration::from_secs(300);
+
+    /// For a container that exited at `finished`: `None` to restart it now (advancing the
+    /// back-off), or how long it must still wait in `CrashLoopBackOff` (and the back-off to
+    /// print in the waiting message).
+    pub fn wait(
+        &mut self,
+        finished: std::time::Instant,
+        now: std::time::Instant,
+    ) -> Option<(Duration, Duration)> {
+        if let Some((backoff, last_update)) = self.entry {
+            // Upstream forgets a back-off that has not been used for twice the maximum.
+            let expired = now.saturating_duration_since(last_update) > 2 * Self::MAX;
+            let elapsed = now.saturating_duration_since(finished);
+            if !expired && elapsed < backoff {
+                return Some((backoff - elapsed, backoff));
+            }
+            let next = if expired {
+                Self::INITIAL
+            } else {
+                (backoff * 2).min(Self::MAX)
+            };
+            self.entry = Some((next, now));
+        } else {
+            self.entry = Some((Self::INITIAL, now));
+        }
+        None
+    }
+}
+
+/// Formats a whole-second duration as Go's `time.Duration.String()` does (`10s`, `1m20s`,
+/// `5m0s`), for messages that must read as upstream's.
+pub fn go_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    match (secs / 3600, secs % 3600 / 60, secs % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, m, s) => format!("{h}h{m}m{s}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn back_off_restarts_first_then_doubles_to_five_minutes() {
+        let mut backoff = CrashLoopBackOff::default();
+        let start = Instant::now();
+        assert_eq!(
+            backoff.wait(start, start),
+            None,
+            "first restart is immediate"
+        );
+        let mut now = start;
+        let mut waits = Vec::new();
+        for _ in 0..7 {
+            let (remaining, shown) = backoff.wait(now, now).expect("in back-off");
+            assert_eq!(remaining, shown);
+            waits.push(go_duration(shown));
+            now += shown;
+            assert_eq!(
+                backoff.wait(now - shown, now),
+                None,
+                "restart once the back-off elapsed"
+            );
+        }
+        assert_eq!(
+            waits,
+            ["10s", "20s", "40s", "1m20s", "2m40s", "5m0s", "5m0s"]
+        );
+    }
+
+    #[test]
+    fn back_off_resets_after_ten_quiet_minutes() {
+        let mut backoff = CrashLoopBackOff::default();
+        let start = Instant::now();
+        backoff.wait(start, start);
+        let later = start + Duration::from_secs(601);
+        assert_eq!(backoff.wait(later, later), None);
+        assert_eq!(
+            backoff.wait(later, later).map(|w| w.1),
+            Some(CrashLoopBackOff::INITIAL)
+        );
+    }
+}

@@ -233,7 +233,7 @@ impl ApiError {
     }
     /// 413 RequestEntityTooLarge.
     pub fn too_large() -> Self {
-        Self::new(413, "RequestEntityTooLarge", "request entity too large: limit is 3145728")
+        Self::new(413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728")
     }
     /// 415 UnsupportedMediaType.
     pub fn unsupported_media_type(content_type: &str) -> Self {

@@ -14,6 +14,7 @@ pub mod pki;
 pub mod registry;
 pub mod request;
 mod response;
+pub mod service_alloc;
 mod subresources;
 pub mod watch;
 
@@ -85,11 +86,12 @@ impl ApiServer {
             discovery: Default::default(),
         });
         let server = Self { state };
-        server.ensure_system_namespaces().await?;
+        server.ensure_system_objects().await?;
         Ok(server)
     }
 
-    async fn ensure_system_namespaces(&self) -> Result<()> {
+    /// Creates what every cluster has: the system namespaces and the `kubernetes` Service.
+    async fn ensure_system_objects(&self) -> Result<()> {
         let info = skiff_api::resources::find_kind("", "Namespace").expect("namespaces are registered");
         for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
@@ -99,7 +101,20 @@ impl ApiServer {
                 Err(e) => anyhow::bail!("creating namespace {name}: {e}"),
             }
         }
-        Ok(())
+        let info = skiff_api::resources::find_kind("", "Service").expect("services are registered");
+        let port = self.state.server_address.rsplit(':').next().and_then(|p| p.parse::<u16>().ok()).unwrap_or(6443);
+        let service = json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {"clusterIP": service_alloc::KUBERNETES_SERVICE_IP.to_string(), "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]},
+        });
+        if self.state.registry.get(info, Some("default"), "kubernetes").await.is_ok() {
+            return Ok(());
+        }
+        match self.state.registry.create(info, Some("default"), service, &Default::default()).await {
+            Ok(_) => Ok(()),
+            Err(e) => anyhow::bail!("creating the kubernetes service: {e}"),
+        }
     }
 
     /// The shared state.

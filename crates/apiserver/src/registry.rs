@@ -4,6 +4,7 @@
 //! here; what differs per kind comes from its [`Strategy`].
 
 use crate::cache::Cache;
+use crate::service_alloc;
 use bytes::Bytes;
 use serde_json::{Value, json};
 use skiff_api::patch::{self, PatchType};
@@ -272,10 +273,22 @@ impl Registry {
         if opts.dry_run {
             return Ok(Written { object, warnings });
         }
+        // Services hold addresses from shared ranges, as upstream's service storage does.
+        let is_service = info.group.is_empty() && info.kind == "Service";
+        let allocation = if is_service { Some(service_alloc::allocate(&self.store, &mut object).await?) } else { None };
         let key = info.storage_key(namespace, &name);
-        let rev = self.store.create(&key, encode_for_storage(&object)).await.map_err(|e| store_error(info, &name, e))?;
-        object["metadata"]["resourceVersion"] = rev.to_string().into();
-        Ok(Written { object, warnings })
+        match self.store.create(&key, encode_for_storage(&object)).await {
+            Ok(rev) => {
+                object["metadata"]["resourceVersion"] = rev.to_string().into();
+                Ok(Written { object, warnings })
+            }
+            Err(e) => {
+                if let Some(a) = allocation {
+                    service_alloc::release_allocation(&self.store, a).await;
+                }
+                Err(store_error(info, &name, e))
+            }
+        }
     }
 
     /// Reads, transforms and writes one object with optimistic concurrency, retrying when
@@ -485,6 +498,9 @@ impl Registry {
             };
             match result {
                 Ok(rev) => {
+                    if !keep && info.group.is_empty() && info.kind == "Service" {
+                        service_alloc::release(&self.store, &current).await;
+                    }
                     let mut out = if keep { marked } else { current };
                     out["metadata"]["resourceVersion"] = rev.to_string().into();
                     return Ok(if keep { Deleted::Pending(out) } else { Deleted::Gone(out) });

@@ -14,6 +14,8 @@ use tokio::sync::broadcast::error::RecvError;
 
 /// How often a watch that allows bookmarks gets one (upstream sends about one a minute).
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(30);
+/// How long before a watch's timeout its last bookmark is sent.
+const FINAL_BOOKMARK_LEAD: Duration = Duration::from_secs(2);
 /// A watch without timeoutSeconds ends after this long (upstream: 30-60 minutes).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
 
@@ -137,6 +139,14 @@ impl Renderer {
     }
 }
 
+/// The cache revision a bookmark may claim: every change up to it has been taken off `live`.
+/// The revision is read before the queue is checked, because the cache broadcasts a change
+/// before it publishes the revision; `None` while changes are still queued.
+fn caught_up(revisions: &mut tokio::sync::watch::Receiver<Revision>, live: &tokio::sync::broadcast::Receiver<Arc<Change>>) -> Option<Revision> {
+    let rev = *revisions.borrow_and_update();
+    live.is_empty().then_some(rev)
+}
+
 fn error_event(err: &ApiError) -> Bytes {
     let mut out = serde_json::to_vec(&json!({"type": "ERROR", "object": err.to_status()})).expect("serializes");
     out.push(b'\n');
@@ -177,14 +187,24 @@ fn async_stream(
         let Some(mut live) = live else { return };
         let deadline = tokio::time::sleep(req.timeout);
         tokio::pin!(deadline);
+        // As upstream's cacher, a watch that allows bookmarks gets one shortly before it ends,
+        // so the client resumes from a fresh resourceVersion.
+        let final_bookmark = tokio::time::sleep(req.timeout.saturating_sub(FINAL_BOOKMARK_LEAD));
+        tokio::pin!(final_bookmark);
+        let mut final_bookmark_sent = false;
         let mut bookmark_timer = tokio::time::interval(BOOKMARK_INTERVAL);
         bookmark_timer.tick().await;
         loop {
             tokio::select! {
                 _ = &mut deadline => return,
+                _ = &mut final_bookmark, if req.bookmarks && !final_bookmark_sent => {
+                    final_bookmark_sent = true;
+                    last_sent = last_sent.max(caught_up(&mut revisions, &live).unwrap_or(last_sent));
+                    if tx.send(renderer.bookmark(last_sent, false)).await.is_err() { return; }
+                }
                 _ = tx.closed() => return,
                 _ = bookmark_timer.tick(), if req.bookmarks => {
-                    let rev = *revisions.borrow_and_update();
+                    let rev = caught_up(&mut revisions, &live).unwrap_or(last_sent);
                     if rev > last_sent {
                         last_sent = rev;
                         if tx.send(renderer.bookmark(rev, false)).await.is_err() { return; }

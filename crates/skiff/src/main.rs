@@ -1,5 +1,6 @@
 //! The `skiff` binary: one command line for the whole control plane.
 
+mod bench;
 mod server;
 
 use clap::{Parser, Subcommand};
@@ -16,6 +17,8 @@ struct Cli {
 enum Command {
     /// Run the control plane: API server, store and controllers.
     Server(server::ServerArgs),
+    /// Measure performance (see docs/PERFORMANCE.md).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -27,5 +30,6 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Server(args) => runtime.block_on(server::run(args)),
+        Command::Bench(args) => runtime.block_on(bench::run(args)),
     }
 }

@@ -190,7 +190,6 @@ async fn three_config_maps(
     (config_maps, names, list_version)
 }
 
-#[ignore = "server lacks: no BOOKMARK before a watch's timeoutSeconds (upstream sends one 2 s before the deadline)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watches_with_bookmarks_allowed_get_one_before_their_timeout() {
     let server = Server::start();

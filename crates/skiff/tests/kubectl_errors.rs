@@ -158,7 +158,6 @@ fn creating_into_a_missing_namespace_is_not_found() {
     );
 }
 
-#[ignore = "server wording: 413 says `request entity too large: ...`, upstream `Request entity too large: limit is 3145728`"]
 #[test]
 fn bodies_over_3_mib_are_too_large() {
     let server = Server::start();

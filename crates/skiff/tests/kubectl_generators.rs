@@ -68,7 +68,6 @@ fn create_configmap_and_secret() {
     assert_eq!(secret["data"], json!({"password": "aHVudGVyMg=="}));
 }
 
-#[ignore = "server lacks: ClusterIP allocation (spec.clusterIP stays empty)"]
 #[test]
 fn create_service_clusterip() {
     let server = Server::start();

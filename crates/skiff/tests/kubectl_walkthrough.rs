@@ -691,7 +691,6 @@ fn statefulset_and_daemonset_seeds_are_stored_with_defaults() {
     );
 }
 
-#[ignore = "server lacks: a headless Service gets no spec.clusterIPs: [None]"]
 #[test]
 fn statefulset_seed_headless_service_is_stored_with_defaults() {
     let server = Server::start();

@@ -1,0 +1,269 @@
+//! `skiff bench`: measurements that `docs/PERFORMANCE.md` records, each against a baseline
+//! measured in the same run where one exists.
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use serde_json::json;
+use skiff_store::sqlite::SqliteStore;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// `skiff bench ...`.
+#[derive(Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    which: Which,
+}
+
+#[derive(Subcommand)]
+enum Which {
+    /// API throughput and latency through HTTPS, next to the raw store's put throughput.
+    Api(ApiArgs),
+}
+
+/// Options of `skiff bench api`.
+#[derive(Args)]
+struct ApiArgs {
+    /// Objects created, updated and read per phase.
+    #[arg(long, default_value_t = 5000)]
+    objects: usize,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+}
+
+/// Runs a benchmark.
+pub async fn run(args: BenchArgs) -> Result<()> {
+    match args.which {
+        Which::Api(a) => api(a).await,
+    }
+}
+
+/// Latency samples of one phase.
+struct Phase {
+    name: &'static str,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+impl Phase {
+    fn print(&mut self) {
+        self.latencies.sort_unstable();
+        let pct = |p: usize| self.latencies.get((self.latencies.len() * p / 100).min(self.latencies.len().saturating_sub(1))).copied().unwrap_or_default();
+        let ops = self.latencies.len() as f64 / self.elapsed.as_secs_f64().max(f64::EPSILON);
+        println!(
+            "{:<22} {:>8} ops {:>10.0} ops/s   p50 {:>7.2} ms   p90 {:>7.2} ms   p99 {:>7.2} ms",
+            self.name,
+            self.latencies.len(),
+            ops,
+            ms(pct(50)),
+            ms(pct(90)),
+            ms(pct(99))
+        );
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Runs `op(i)` for `i` in `0..total` from `clients` concurrent tasks, timing each call.
+async fn phase<F, Fut>(name: &'static str, clients: usize, total: usize, op: F) -> Result<Phase>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<()>> + Send,
+{
+    let op = Arc::new(op);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let op = op.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                for i in (c..total).step_by(clients) {
+                    let t = Instant::now();
+                    op(i).await?;
+                    latencies.push(t.elapsed());
+                }
+                anyhow::Ok(latencies)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::with_capacity(total);
+    for t in tasks {
+        latencies.extend(t.await??);
+    }
+    Ok(Phase { name, elapsed: started.elapsed(), latencies })
+}
+
+/// A `skiff server` child process on a fresh data dir.
+struct ServerProcess {
+    child: std::process::Child,
+    kubeconfig: std::path::PathBuf,
+    ready_after: Duration,
+    _dir: tempfile::TempDir,
+}
+
+impl ServerProcess {
+    fn start() -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let started = Instant::now();
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting skiff server")?;
+        let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+        let ready = lines.next().context("server exited")??;
+        anyhow::ensure!(ready.starts_with("skiff server ready"), "unexpected output: {ready}");
+        let ready_after = started.elapsed();
+        let kubeconfig = dir.path().join("kubeconfig.yaml");
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Ok(Self { child, kubeconfig, ready_after, _dir: dir })
+    }
+
+    fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok())
+    }
+
+    async fn client(&self) -> Result<kube::Client> {
+        let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig)?;
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+        Ok(kube::Client::try_from(config)?)
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn api(args: ApiArgs) -> Result<()> {
+    let (n, clients) = (args.objects, args.clients);
+    println!("skiff bench api: {n} objects per phase, {clients} concurrent clients\n");
+
+    // Baseline: the raw store, same machine, same run.
+    let dir = tempfile::tempdir()?;
+    let store = Arc::new(SqliteStore::open(dir.path().join("bench.db"))?);
+    let raw = skiff_store::bench::bench_puts(store, clients, n).await;
+    println!(
+        "{:<22} {:>8} ops {:>10.0} ops/s   p50 {:>7.2} ms   p90 {:>7.2} ms   p99 {:>7.2} ms",
+        "store put (baseline)",
+        raw.puts,
+        raw.puts_per_sec,
+        ms(raw.p50),
+        ms(raw.p90),
+        ms(raw.p99)
+    );
+
+    let server = ServerProcess::start()?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle_rss = server.rss_kib();
+    let client = server.client().await?;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "bench"}}))?).await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "bench");
+
+    // A watcher counts the creations as they are delivered.
+    let start_rv = pods.list_metadata(&ListParams::default()).await?.metadata.resource_version.unwrap_or_default();
+    let watcher = {
+        let pods = pods.clone();
+        tokio::spawn(async move {
+            let mut seen = 0usize;
+            let mut stream = pods.watch(&WatchParams::default().timeout(290), &start_rv).await?.boxed();
+            while let Some(event) = stream.try_next().await? {
+                if matches!(event, WatchEvent::Added(_)) {
+                    seen += 1;
+                    if seen == n {
+                        return anyhow::Ok(Instant::now());
+                    }
+                }
+            }
+            anyhow::bail!("watch ended after {seen} events")
+        })
+    };
+
+    let create_started = Instant::now();
+    let api = pods.clone();
+    let mut create = phase("pod create", clients, n, move |i| {
+        let api = api.clone();
+        async move {
+            let pod: Pod = serde_json::from_value(json!({
+                "metadata": {"name": format!("bench-{i}"), "labels": {"app": "bench"}},
+                "spec": {"containers": [{"name": "app", "image": "nginx:1.25"}]},
+            }))?;
+            api.create(&PostParams::default(), &pod).await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let last_event = tokio::time::timeout(Duration::from_secs(120), watcher).await.context("watch did not deliver every creation")???;
+
+    let api = pods.clone();
+    let mut update = phase("pod update (patch)", clients, n, move |i| {
+        let api = api.clone();
+        async move {
+            api.patch(&format!("bench-{i}"), &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"round": "1"}}}))).await?;
+            Ok(())
+        }
+    })
+    .await?;
+
+    let api = pods.clone();
+    let mut get = phase("pod get", clients, n, move |i| {
+        let api = api.clone();
+        async move {
+            api.get(&format!("bench-{i}")).await?;
+            Ok(())
+        }
+    })
+    .await?;
+
+    let lists = 20;
+    let api = pods.clone();
+    let mut list = phase("pod list (500/page)", clients.min(4), lists, move |_| {
+        let api = api.clone();
+        async move {
+            let mut params = ListParams::default().limit(500);
+            let mut total = 0;
+            loop {
+                let page = api.list(&params).await?;
+                total += page.items.len();
+                match page.metadata.continue_ {
+                    Some(c) if !c.is_empty() => params = params.continue_token(&c),
+                    _ => break,
+                }
+            }
+            anyhow::ensure!(total == n, "listed {total} pods, expected {n}");
+            Ok(())
+        }
+    })
+    .await?;
+
+    create.print();
+    update.print();
+    get.print();
+    list.print();
+    let ratio = create.latencies.len() as f64 / create.elapsed.as_secs_f64() / raw.puts_per_sec;
+    println!("\nwatch: all {n} creations delivered {:.0} ms after the first create was sent", ms(last_event - create_started));
+    println!("pod creates through the API / raw store puts: {:.0}%", ratio * 100.0);
+    println!("server ready after {:.0} ms (process start to ready line)", ms(server.ready_after));
+    if let Some(kib) = idle_rss {
+        println!("idle RSS (empty store): {:.1} MiB", kib as f64 / 1024.0);
+    }
+    if let Some(kib) = server.rss_kib() {
+        println!("RSS after the run ({n} pods): {:.1} MiB", kib as f64 / 1024.0);
+    }
+    Ok(())
+}

@@ -76,21 +76,48 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    fn new(kind: FieldErrorType, field: impl Into<String>, value: Option<Value>, detail: impl Into<String>) -> Self {
-        Self { kind, field: field.into(), value, detail: detail.into() }
+    fn new(
+        kind: FieldErrorType,
+        field: impl Into<String>,
+        value: Option<Value>,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self {
+            kind,
+            field: field.into(),
+            value,
+            detail: detail.into(),
+        }
     }
     /// `field.Required`.
     pub fn required(field: impl Into<String>, detail: impl Into<String>) -> Self {
         Self::new(FieldErrorType::Required, field, None, detail)
     }
     /// `field.Invalid`.
-    pub fn invalid(field: impl Into<String>, value: impl Into<Value>, detail: impl Into<String>) -> Self {
+    pub fn invalid(
+        field: impl Into<String>,
+        value: impl Into<Value>,
+        detail: impl Into<String>,
+    ) -> Self {
         Self::new(FieldErrorType::Invalid, field, Some(value.into()), detail)
     }
     /// `field.NotSupported`: `detail` lists the supported values, already quoted.
-    pub fn not_supported(field: impl Into<String>, value: impl Into<Value>, supported: &[&str]) -> Self {
-        let list = supported.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ");
-        Self::new(FieldErrorType::NotSupported, field, Some(value.into()), format!("supported values: {list}"))
+    pub fn not_supported(
+        field: impl Into<String>,
+        value: impl Into<Value>,
+        supported: &[&str],
+    ) -> Self {
+        let list = supported
+            .iter()
+            .map(|s| format!("\"{s}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Self::new(
+            FieldErrorType::NotSupported,
+            field,
+            Some(value.into()),
+            format!("supported values: {list}"),
+        )
     }
     /// `field.Forbidden`.
     pub fn forbidden(field: impl Into<String>, detail: impl Into<String>) -> Self {
@@ -106,14 +133,25 @@ impl FieldError {
     }
     /// `field.TooLong`.
     pub fn too_long(field: impl Into<String>, value: impl Into<Value>, max: usize) -> Self {
-        Self::new(FieldErrorType::TooLong, field, Some(value.into()), format!("may not be more than {max} bytes"))
+        Self::new(
+            FieldErrorType::TooLong,
+            field,
+            Some(value.into()),
+            format!("may not be more than {max} bytes"),
+        )
     }
 
     /// The message without the field path, as in a `StatusCause`: `Invalid value: "x": detail`.
     pub fn body(&self) -> String {
         let mut s = self.kind.phrase().to_string();
         if let Some(v) = &self.value {
-            if !matches!(self.kind, FieldErrorType::Required | FieldErrorType::Forbidden | FieldErrorType::TooMany | FieldErrorType::Internal) {
+            if !matches!(
+                self.kind,
+                FieldErrorType::Required
+                    | FieldErrorType::Forbidden
+                    | FieldErrorType::TooMany
+                    | FieldErrorType::Internal
+            ) {
                 s.push_str(": ");
                 s.push_str(&go_value(v));
             }
@@ -141,7 +179,10 @@ fn go_value(v: &Value) -> String {
         Value::Null => "null".into(),
         Value::Object(map) if map.values().all(Value::is_string) => {
             // Go prints map entries sorted by key.
-            let mut entries: Vec<String> = map.iter().map(|(k, v)| format!("{k:?}:{}", go_value(v))).collect();
+            let mut entries: Vec<String> = map
+                .iter()
+                .map(|(k, v)| format!("{k:?}:{}", go_value(v)))
+                .collect();
             entries.sort();
             format!("map[string]string{{{}}}", entries.join(", "))
         }
@@ -176,12 +217,21 @@ impl std::error::Error for ApiError {}
 
 /// `resource.group` as upstream names a resource in messages (`deployments.apps`, `pods`).
 pub fn qualified(resource: &str, group: &str) -> String {
-    if group.is_empty() { resource.to_string() } else { format!("{resource}.{group}") }
+    if group.is_empty() {
+        resource.to_string()
+    } else {
+        format!("{resource}.{group}")
+    }
 }
 
 impl ApiError {
     fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
-        Self { code, reason, message: message.into(), details: None }
+        Self {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+        }
     }
     fn with_details(mut self, details: Value) -> Self {
         self.details = Some(details);
@@ -201,13 +251,21 @@ impl ApiError {
     }
     /// 404 NotFound for a named object.
     pub fn not_found(resource: &str, group: &str, name: &str) -> Self {
-        Self::new(404, "NotFound", format!("{} \"{name}\" not found", qualified(resource, group)))
-            .with_details(json!({"name": name, "group": group, "kind": resource}))
+        Self::new(
+            404,
+            "NotFound",
+            format!("{} \"{name}\" not found", qualified(resource, group)),
+        )
+        .with_details(json!({"name": name, "group": group, "kind": resource}))
     }
     /// 404 for a path the server does not serve.
     pub fn no_route() -> Self {
-        Self::new(404, "NotFound", "the server could not find the requested resource")
-            .with_details(json!({}))
+        Self::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+        .with_details(json!({}))
     }
     /// 405 MethodNotAllowed.
     pub fn method_not_allowed(message: impl Into<String>) -> Self {
@@ -215,17 +273,33 @@ impl ApiError {
     }
     /// 409 AlreadyExists.
     pub fn already_exists(resource: &str, group: &str, name: &str) -> Self {
-        Self::new(409, "AlreadyExists", format!("{} \"{name}\" already exists", qualified(resource, group)))
-            .with_details(json!({"name": name, "group": group, "kind": resource}))
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{} \"{name}\" already exists", qualified(resource, group)),
+        )
+        .with_details(json!({"name": name, "group": group, "kind": resource}))
     }
     /// 409 Conflict with upstream's wording for a stale resourceVersion.
     pub fn conflict(resource: &str, group: &str, name: &str) -> Self {
-        Self::conflict_with(resource, group, name, "the object has been modified; please apply your changes to the latest version and try again")
+        Self::conflict_with(
+            resource,
+            group,
+            name,
+            "the object has been modified; please apply your changes to the latest version and try again",
+        )
     }
     /// 409 Conflict with a custom explanation.
     pub fn conflict_with(resource: &str, group: &str, name: &str, why: &str) -> Self {
-        Self::new(409, "Conflict", format!("Operation cannot be fulfilled on {} \"{name}\": {why}", qualified(resource, group)))
-            .with_details(json!({"name": name, "group": group, "kind": resource}))
+        Self::new(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {} \"{name}\": {why}",
+                qualified(resource, group)
+            ),
+        )
+        .with_details(json!({"name": name, "group": group, "kind": resource}))
     }
     /// 410 Expired: a resourceVersion that has been compacted.
     pub fn gone(message: impl Into<String>) -> Self {
@@ -233,11 +307,21 @@ impl ApiError {
     }
     /// 413 RequestEntityTooLarge.
     pub fn too_large() -> Self {
-        Self::new(413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728")
+        Self::new(
+            413,
+            "RequestEntityTooLarge",
+            "Request entity too large: limit is 3145728",
+        )
     }
     /// 415 UnsupportedMediaType.
     pub fn unsupported_media_type(content_type: &str) -> Self {
-        Self::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf; got {content_type}"))
+        Self::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf; got {content_type}"
+            ),
+        )
     }
     /// 422 Invalid with one cause per field error, worded as upstream's `NewInvalid`.
     pub fn invalid(kind: &str, group: &str, name: &str, errors: &[FieldError]) -> Self {
@@ -248,10 +332,21 @@ impl ApiError {
         let list = if errors.len() == 1 {
             errors[0].to_string()
         } else {
-            format!("[{}]", errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", "))
+            format!(
+                "[{}]",
+                errors
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
         };
-        Self::new(422, "Invalid", format!("{} \"{name}\" is invalid: {list}", qualified(kind, group)))
-            .with_details(json!({"name": name, "group": group, "kind": kind, "causes": causes}))
+        Self::new(
+            422,
+            "Invalid",
+            format!("{} \"{name}\" is invalid: {list}", qualified(kind, group)),
+        )
+        .with_details(json!({"name": name, "group": group, "kind": kind, "causes": causes}))
     }
     /// 422 Invalid without details (`The request is invalid: ...` in kubectl).
     pub fn unprocessable(message: impl Into<String>) -> Self {
@@ -259,7 +354,11 @@ impl ApiError {
     }
     /// 500 InternalError: reserved for server faults, never for client input.
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(500, "InternalError", format!("Internal error occurred: {}", message.into()))
+        Self::new(
+            500,
+            "InternalError",
+            format!("Internal error occurred: {}", message.into()),
+        )
     }
     /// 503 ServiceUnavailable.
     pub fn unavailable(message: impl Into<String>) -> Self {
@@ -300,7 +399,10 @@ mod tests {
             "bad",
             &[FieldError::required("spec.template.spec.containers", "")],
         );
-        assert_eq!(e.message, "Deployment.apps \"bad\" is invalid: spec.template.spec.containers: Required value");
+        assert_eq!(
+            e.message,
+            "Deployment.apps \"bad\" is invalid: spec.template.spec.containers: Required value"
+        );
         let two = ApiError::invalid(
             "Deployment",
             "apps",
@@ -314,23 +416,43 @@ mod tests {
             two.message,
             "Deployment.apps \"bad\" is invalid: [spec.replicas: Invalid value: -1: must be greater than or equal to 0, spec.template.spec.containers[0].volumeMounts[0].name: Not found: \"x\"]"
         );
-        assert_eq!(two.to_status()["details"]["causes"][1]["reason"], "FieldValueNotFound");
+        assert_eq!(
+            two.to_status()["details"]["causes"][1]["reason"],
+            "FieldValueNotFound"
+        );
     }
 
     #[test]
     fn string_maps_and_lists_print_as_go_does() {
-        let e = FieldError::invalid("spec.template.metadata.labels", json!({"tier": "fe", "app": "web"}), "`selector` does not match template `labels`");
+        let e = FieldError::invalid(
+            "spec.template.metadata.labels",
+            json!({"tier": "fe", "app": "web"}),
+            "`selector` does not match template `labels`",
+        );
         assert_eq!(
             e.to_string(),
             "spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"web\", \"tier\":\"fe\"}: `selector` does not match template `labels`"
         );
-        let e = FieldError::invalid("spec.clusterIPs[0]", json!(["10.0.0.5"]), "may not change once set");
-        assert_eq!(e.to_string(), "spec.clusterIPs[0]: Invalid value: []string{\"10.0.0.5\"}: may not change once set");
+        let e = FieldError::invalid(
+            "spec.clusterIPs[0]",
+            json!(["10.0.0.5"]),
+            "may not change once set",
+        );
+        assert_eq!(
+            e.to_string(),
+            "spec.clusterIPs[0]: Invalid value: []string{\"10.0.0.5\"}: may not change once set"
+        );
     }
 
     #[test]
     fn not_found_names_the_qualified_resource() {
-        assert_eq!(ApiError::not_found("deployments", "apps", "nope").message, "deployments.apps \"nope\" not found");
-        assert_eq!(ApiError::not_found("pods", "", "p").message, "pods \"p\" not found");
+        assert_eq!(
+            ApiError::not_found("deployments", "apps", "nope").message,
+            "deployments.apps \"nope\" not found"
+        );
+        assert_eq!(
+            ApiError::not_found("pods", "", "p").message,
+            "pods \"p\" not found"
+        );
     }
 }

@@ -38,9 +38,17 @@ impl Subresource {
 
     /// Parses a path segment.
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Status, Self::Scale, Self::Binding, Self::Eviction, Self::Log, Self::Exec, Self::Finalize]
-            .into_iter()
-            .find(|r| r.name() == s)
+        [
+            Self::Status,
+            Self::Scale,
+            Self::Binding,
+            Self::Eviction,
+            Self::Log,
+            Self::Exec,
+            Self::Finalize,
+        ]
+        .into_iter()
+        .find(|r| r.name() == s)
     }
 
     /// The verbs discovery lists for it.
@@ -96,12 +104,20 @@ pub struct ResourceInfo {
 impl ResourceInfo {
     /// `group/version`, or just `version` for the core group.
     pub fn api_version(&self) -> String {
-        if self.group.is_empty() { self.version.to_string() } else { format!("{}/{}", self.group, self.version) }
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
     }
 
     /// `Kind` for the core group, `Kind.group` otherwise (e.g. `Deployment.apps`).
     pub fn group_kind(&self) -> String {
-        if self.group.is_empty() { self.kind.to_string() } else { format!("{}.{}", self.kind, self.group) }
+        if self.group.is_empty() {
+            self.kind.to_string()
+        } else {
+            format!("{}.{}", self.kind, self.group)
+        }
     }
 
     /// The kind of a list of these objects, e.g. `DeploymentList`.
@@ -117,9 +133,20 @@ impl ResourceInfo {
     /// The verbs discovery lists for the main resource.
     pub fn verbs(&self) -> &'static [&'static str] {
         if self.plural == "namespaces" {
-            &["create", "delete", "get", "list", "patch", "update", "watch"]
+            &[
+                "create", "delete", "get", "list", "patch", "update", "watch",
+            ]
         } else {
-            &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+            &[
+                "create",
+                "delete",
+                "deletecollection",
+                "get",
+                "list",
+                "patch",
+                "update",
+                "watch",
+            ]
         }
     }
 
@@ -160,7 +187,10 @@ const CORE_EVENT_FIELDS: &[(&str, &str)] = &[
     ("involvedObject.name", "involvedObject.name"),
     ("involvedObject.uid", "involvedObject.uid"),
     ("involvedObject.apiVersion", "involvedObject.apiVersion"),
-    ("involvedObject.resourceVersion", "involvedObject.resourceVersion"),
+    (
+        "involvedObject.resourceVersion",
+        "involvedObject.resourceVersion",
+    ),
     ("involvedObject.fieldPath", "involvedObject.fieldPath"),
     ("reason", "reason"),
     ("reportingComponent", "reportingComponent"),
@@ -178,7 +208,18 @@ const fn core(
     subresources: &'static [Subresource],
     selectable_fields: &'static [(&'static str, &'static str)],
 ) -> ResourceInfo {
-    ResourceInfo { group: "", version: "v1", kind, plural, singular, namespaced, short_names, categories, subresources, selectable_fields }
+    ResourceInfo {
+        group: "",
+        version: "v1",
+        kind,
+        plural,
+        singular,
+        namespaced,
+        short_names,
+        categories,
+        subresources,
+        selectable_fields,
+    }
 }
 
 const fn grouped(
@@ -191,31 +232,225 @@ const fn grouped(
     categories: &'static [&'static str],
     subresources: &'static [Subresource],
 ) -> ResourceInfo {
-    ResourceInfo { group, version: "v1", kind, plural, singular, namespaced, short_names, categories, subresources, selectable_fields: &[] }
+    ResourceInfo {
+        group,
+        version: "v1",
+        kind,
+        plural,
+        singular,
+        namespaced,
+        short_names,
+        categories,
+        subresources,
+        selectable_fields: &[],
+    }
 }
 
 /// Every resource skiff serves, in discovery order (which is also `kubectl get all` order).
 pub static RESOURCES: &[ResourceInfo] = &[
-    core("Pod", "pods", "pod", true, &["po"], &["all"], &[Status, Binding, Eviction, Log, Exec], POD_FIELDS),
-    core("Service", "services", "service", true, &["svc"], &["all"], &[Status], &[("spec.clusterIP", "spec.clusterIP"), ("spec.type", "spec.type")]),
-    core("Namespace", "namespaces", "namespace", false, &["ns"], &[], &[Finalize, Status], &[("status.phase", "status.phase")]),
-    core("Node", "nodes", "node", false, &["no"], &[], &[Status], &[("spec.unschedulable", "spec.unschedulable")]),
-    core("Event", "events", "event", true, &["ev"], &[], &[], CORE_EVENT_FIELDS),
-    core("Endpoints", "endpoints", "endpoints", true, &["ep"], &[], &[], &[]),
-    core("ConfigMap", "configmaps", "configmap", true, &["cm"], &[], &[], &[]),
-    core("Secret", "secrets", "secret", true, &[], &[], &[], &[("type", "type")]),
-    core("ServiceAccount", "serviceaccounts", "serviceaccount", true, &["sa"], &[], &[], &[]),
-    core("PersistentVolume", "persistentvolumes", "persistentvolume", false, &["pv"], &[], &[Status], &[]),
-    core("PersistentVolumeClaim", "persistentvolumeclaims", "persistentvolumeclaim", true, &["pvc"], &[], &[Status], &[]),
-    grouped("apps", "Deployment", "deployments", "deployment", true, &["deploy"], &["all"], &[Scale, Status]),
-    grouped("apps", "ReplicaSet", "replicasets", "replicaset", true, &["rs"], &["all"], &[Scale, Status]),
-    grouped("apps", "StatefulSet", "statefulsets", "statefulset", true, &["sts"], &["all"], &[Scale, Status]),
-    grouped("apps", "DaemonSet", "daemonsets", "daemonset", true, &["ds"], &["all"], &[Status]),
-    grouped("apps", "ControllerRevision", "controllerrevisions", "controllerrevision", true, &[], &[], &[]),
-    grouped("coordination.k8s.io", "Lease", "leases", "lease", true, &[], &[], &[]),
-    grouped("discovery.k8s.io", "EndpointSlice", "endpointslices", "endpointslice", true, &[], &[], &[]),
-    grouped("events.k8s.io", "Event", "events", "event", true, &["ev"], &[], &[]),
-    grouped("storage.k8s.io", "StorageClass", "storageclasses", "storageclass", false, &["sc"], &[], &[]),
+    core(
+        "Pod",
+        "pods",
+        "pod",
+        true,
+        &["po"],
+        &["all"],
+        &[Status, Binding, Eviction, Log, Exec],
+        POD_FIELDS,
+    ),
+    core(
+        "Service",
+        "services",
+        "service",
+        true,
+        &["svc"],
+        &["all"],
+        &[Status],
+        &[
+            ("spec.clusterIP", "spec.clusterIP"),
+            ("spec.type", "spec.type"),
+        ],
+    ),
+    core(
+        "Namespace",
+        "namespaces",
+        "namespace",
+        false,
+        &["ns"],
+        &[],
+        &[Finalize, Status],
+        &[("status.phase", "status.phase")],
+    ),
+    core(
+        "Node",
+        "nodes",
+        "node",
+        false,
+        &["no"],
+        &[],
+        &[Status],
+        &[("spec.unschedulable", "spec.unschedulable")],
+    ),
+    core(
+        "Event",
+        "events",
+        "event",
+        true,
+        &["ev"],
+        &[],
+        &[],
+        CORE_EVENT_FIELDS,
+    ),
+    core(
+        "Endpoints",
+        "endpoints",
+        "endpoints",
+        true,
+        &["ep"],
+        &[],
+        &[],
+        &[],
+    ),
+    core(
+        "ConfigMap",
+        "configmaps",
+        "configmap",
+        true,
+        &["cm"],
+        &[],
+        &[],
+        &[],
+    ),
+    core(
+        "Secret",
+        "secrets",
+        "secret",
+        true,
+        &[],
+        &[],
+        &[],
+        &[("type", "type")],
+    ),
+    core(
+        "ServiceAccount",
+        "serviceaccounts",
+        "serviceaccount",
+        true,
+        &["sa"],
+        &[],
+        &[],
+        &[],
+    ),
+    core(
+        "PersistentVolume",
+        "persistentvolumes",
+        "persistentvolume",
+        false,
+        &["pv"],
+        &[],
+        &[Status],
+        &[],
+    ),
+    core(
+        "PersistentVolumeClaim",
+        "persistentvolumeclaims",
+        "persistentvolumeclaim",
+        true,
+        &["pvc"],
+        &[],
+        &[Status],
+        &[],
+    ),
+    grouped(
+        "apps",
+        "Deployment",
+        "deployments",
+        "deployment",
+        true,
+        &["deploy"],
+        &["all"],
+        &[Scale, Status],
+    ),
+    grouped(
+        "apps",
+        "ReplicaSet",
+        "replicasets",
+        "replicaset",
+        true,
+        &["rs"],
+        &["all"],
+        &[Scale, Status],
+    ),
+    grouped(
+        "apps",
+        "StatefulSet",
+        "statefulsets",
+        "statefulset",
+        true,
+        &["sts"],
+        &["all"],
+        &[Scale, Status],
+    ),
+    grouped(
+        "apps",
+        "DaemonSet",
+        "daemonsets",
+        "daemonset",
+        true,
+        &["ds"],
+        &["all"],
+        &[Status],
+    ),
+    grouped(
+        "apps",
+        "ControllerRevision",
+        "controllerrevisions",
+        "controllerrevision",
+        true,
+        &[],
+        &[],
+        &[],
+    ),
+    grouped(
+        "coordination.k8s.io",
+        "Lease",
+        "leases",
+        "lease",
+        true,
+        &[],
+        &[],
+        &[],
+    ),
+    grouped(
+        "discovery.k8s.io",
+        "EndpointSlice",
+        "endpointslices",
+        "endpointslice",
+        true,
+        &[],
+        &[],
+        &[],
+    ),
+    grouped(
+        "events.k8s.io",
+        "Event",
+        "events",
+        "event",
+        true,
+        &["ev"],
+        &[],
+        &[],
+    ),
+    grouped(
+        "storage.k8s.io",
+        "StorageClass",
+        "storageclasses",
+        "storageclass",
+        false,
+        &["sc"],
+        &[],
+        &[],
+    ),
 ];
 
 /// The API groups served, in discovery order, each with its versions (preferred first).
@@ -231,18 +466,24 @@ pub fn groups() -> Vec<&'static str> {
 
 /// Looks a resource up by group, version and plural name.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceInfo> {
-    RESOURCES.iter().find(|r| r.group == group && r.version == version && r.plural == plural)
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
 /// Looks a resource up by group and kind.
 pub fn find_kind(group: &str, kind: &str) -> Option<&'static ResourceInfo> {
-    RESOURCES.iter().find(|r| r.group == group && r.kind == kind)
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.kind == kind)
 }
 
 /// Looks a resource up by an object's `apiVersion` and `kind`.
 pub fn find_api_version_kind(api_version: &str, kind: &str) -> Option<&'static ResourceInfo> {
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-    RESOURCES.iter().find(|r| r.group == group && r.version == version && r.kind == kind)
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.kind == kind)
 }
 
 #[cfg(test)]
@@ -252,10 +493,18 @@ mod tests {
     #[test]
     fn keys_and_lookups() {
         let d = find("apps", "v1", "deployments").unwrap();
-        assert_eq!(d.storage_key(Some("data"), "web"), "/registry/apps/deployments/data/web");
+        assert_eq!(
+            d.storage_key(Some("data"), "web"),
+            "/registry/apps/deployments/data/web"
+        );
         let n = find_kind("", "Node").unwrap();
         assert_eq!(n.storage_key(None, "n1"), "/registry/nodes/n1");
-        assert_eq!(find_api_version_kind("apps/v1", "StatefulSet").unwrap().plural, "statefulsets");
+        assert_eq!(
+            find_api_version_kind("apps/v1", "StatefulSet")
+                .unwrap()
+                .plural,
+            "statefulsets"
+        );
         assert_eq!(groups()[0], "apps");
     }
 
@@ -265,7 +514,12 @@ mod tests {
         for a in RESOURCES {
             for b in RESOURCES {
                 if !std::ptr::eq(a, b) {
-                    assert!(!b.storage_prefix().starts_with(&a.storage_prefix()), "{} / {}", a.plural, b.plural);
+                    assert!(
+                        !b.storage_prefix().starts_with(&a.storage_prefix()),
+                        "{} / {}",
+                        a.plural,
+                        b.plural
+                    );
                 }
             }
         }

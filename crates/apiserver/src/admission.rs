@@ -18,16 +18,26 @@ pub fn admit_create(info: &ResourceInfo, object: &mut Value) {
 /// Upstream's `DefaultTolerationSeconds`: pods tolerate `not-ready` and `unreachable` NoExecute
 /// taints for 300 s unless they already tolerate them.
 fn default_toleration_seconds(pod: &mut Value) {
-    let tolerations = pod["spec"]["tolerations"].as_array().cloned().unwrap_or_default();
+    let tolerations = pod["spec"]["tolerations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let tolerates = |key: &str| {
         tolerations.iter().any(|t| {
-            let effect_ok = t["effect"].as_str().is_none_or(|e| e.is_empty() || e == "NoExecute");
+            let effect_ok = t["effect"]
+                .as_str()
+                .is_none_or(|e| e.is_empty() || e == "NoExecute");
             let key_ok = t["key"].as_str().is_none_or(|k| k.is_empty() || k == key);
-            effect_ok && key_ok && (t["key"].as_str().is_some_and(|k| !k.is_empty()) || t["operator"] == "Exists")
+            effect_ok
+                && key_ok
+                && (t["key"].as_str().is_some_and(|k| !k.is_empty()) || t["operator"] == "Exists")
         })
     };
     let mut added = tolerations.clone();
-    for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+    for key in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
         if !tolerates(key) {
             added.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": DEFAULT_TOLERATION_SECONDS}));
         }

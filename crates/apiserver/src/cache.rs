@@ -40,7 +40,10 @@ impl CachedObject {
     /// Builds the cached form of a stored value at `revision`.
     pub fn from_stored(info: &ResourceInfo, value: &[u8], revision: Revision) -> Option<Self> {
         let mut object: Value = serde_json::from_slice(value).ok()?;
-        object.get_mut("metadata")?.as_object_mut()?.insert("resourceVersion".into(), revision.to_string().into());
+        object
+            .get_mut("metadata")?
+            .as_object_mut()?
+            .insert("resourceVersion".into(), revision.to_string().into());
         Some(Self::from_value(info, &object, revision))
     }
 
@@ -72,7 +75,11 @@ impl CachedObject {
         match label {
             "metadata.name" => Some(self.name.clone()),
             "metadata.namespace" => Some(self.namespace.clone()),
-            _ => self.fields.iter().find(|(l, _)| *l == label).map(|(_, v)| v.clone()),
+            _ => self
+                .fields
+                .iter()
+                .find(|(l, _)| *l == label)
+                .map(|(_, v)| v.clone()),
         }
     }
 
@@ -161,7 +168,12 @@ impl ResourceCache {
     fn new(info: &'static ResourceInfo, floor: Revision) -> Self {
         Self {
             info,
-            state: RwLock::new(State { objects: BTreeMap::new(), history: VecDeque::new(), history_floor: floor, last_change: 0 }),
+            state: RwLock::new(State {
+                objects: BTreeMap::new(),
+                history: VecDeque::new(),
+                history_floor: floor,
+                last_change: 0,
+            }),
             live: broadcast::channel(BROADCAST_CAPACITY).0,
         }
     }
@@ -175,7 +187,12 @@ impl ResourceCache {
         match namespace {
             Some(ns) if self.info.namespaced => {
                 let prefix = format!("{}{ns}/", self.info.storage_prefix());
-                state.objects.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix)).map(|(_, o)| o.clone()).collect()
+                state
+                    .objects
+                    .range(prefix.clone()..)
+                    .take_while(|(k, _)| k.starts_with(&prefix))
+                    .map(|(_, o)| o.clone())
+                    .collect()
             }
             _ => state.objects.values().cloned().collect(),
         }
@@ -208,7 +225,11 @@ impl ResourceCache {
     }
 
     /// Starts a watch after `from` (`None`: synthetic ADDED for every current object first).
-    pub fn watch(&self, from: Option<Revision>, namespace: Option<&str>) -> Result<WatchStart, TooOld> {
+    pub fn watch(
+        &self,
+        from: Option<Revision>,
+        namespace: Option<&str>,
+    ) -> Result<WatchStart, TooOld> {
         let state = self.state.read().unwrap();
         // Subscribe while holding the lock: the feeder appends to history and broadcasts under
         // the write lock, so nothing falls between the replay and the live stream.
@@ -217,16 +238,33 @@ impl ResourceCache {
             None => self
                 .list_locked(&state, namespace)
                 .into_iter()
-                .map(|o| Arc::new(Change { kind: ChangeType::Added, object: o, prev: None }))
+                .map(|o| {
+                    Arc::new(Change {
+                        kind: ChangeType::Added,
+                        object: o,
+                        prev: None,
+                    })
+                })
                 .collect(),
             Some(rv) => {
                 if rv < state.history_floor {
-                    return Err(TooOld { oldest: state.history_floor });
+                    return Err(TooOld {
+                        oldest: state.history_floor,
+                    });
                 }
-                state.history.iter().filter(|c| c.revision() > rv).cloned().collect()
+                state
+                    .history
+                    .iter()
+                    .filter(|c| c.revision() > rv)
+                    .cloned()
+                    .collect()
             }
         };
-        Ok(WatchStart { initial, live, after: from.unwrap_or(0).max(state.last_change) })
+        Ok(WatchStart {
+            initial,
+            live,
+            after: from.unwrap_or(0).max(state.last_change),
+        })
     }
 
     fn apply(&self, key: String, change_type: EventType, object: Arc<CachedObject>) {
@@ -234,7 +272,14 @@ impl ResourceCache {
         let (kind, prev) = match change_type {
             EventType::Put => {
                 let prev = state.objects.insert(key, object.clone());
-                (if prev.is_some() { ChangeType::Modified } else { ChangeType::Added }, prev)
+                (
+                    if prev.is_some() {
+                        ChangeType::Modified
+                    } else {
+                        ChangeType::Added
+                    },
+                    prev,
+                )
             }
             EventType::Delete => (ChangeType::Deleted, state.objects.remove(&key)),
         };
@@ -261,13 +306,25 @@ impl Cache {
         let listed = store.list("/registry/", None).await?;
         let by_prefix: HashMap<String, Arc<ResourceCache>> = RESOURCES
             .iter()
-            .map(|info| (info.storage_prefix(), Arc::new(ResourceCache::new(info, listed.revision))))
+            .map(|info| {
+                (
+                    info.storage_prefix(),
+                    Arc::new(ResourceCache::new(info, listed.revision)),
+                )
+            })
             .collect();
-        let cache = Arc::new(Self { by_prefix, revision: watch::channel(listed.revision).0 });
+        let cache = Arc::new(Self {
+            by_prefix,
+            revision: watch::channel(listed.revision).0,
+        });
         for kv in &listed.items {
             if let Some(rc) = cache.owner_of(&kv.key) {
                 if let Some(obj) = CachedObject::from_stored(rc.info, &kv.value, kv.mod_revision) {
-                    rc.state.write().unwrap().objects.insert(kv.key.clone(), Arc::new(obj));
+                    rc.state
+                        .write()
+                        .unwrap()
+                        .objects
+                        .insert(kv.key.clone(), Arc::new(obj));
                 }
             }
         }
@@ -280,7 +337,9 @@ impl Cache {
         // Keys are /registry/<plural>/... or /registry/<group>/<plural>/...; try both prefixes.
         let mut parts = key.splitn(5, '/');
         let (_, _, a, b) = (parts.next(), parts.next(), parts.next()?, parts.next());
-        self.by_prefix.get(&format!("/registry/{a}/")).or_else(|| b.and_then(|b| self.by_prefix.get(&format!("/registry/{a}/{b}/"))))
+        self.by_prefix
+            .get(&format!("/registry/{a}/"))
+            .or_else(|| b.and_then(|b| self.by_prefix.get(&format!("/registry/{a}/{b}/"))))
     }
 
     /// The cache of one resource.
@@ -301,7 +360,9 @@ impl Cache {
     /// Waits until the cache has caught up to `revision`; false on timeout.
     pub async fn wait_for(&self, revision: Revision, timeout: Duration) -> bool {
         let mut rx = self.revision.subscribe();
-        tokio::time::timeout(timeout, rx.wait_for(|r| *r >= revision)).await.is_ok_and(|r| r.is_ok())
+        tokio::time::timeout(timeout, rx.wait_for(|r| *r >= revision))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     fn apply(&self, event: Event) {
@@ -313,7 +374,11 @@ impl Cache {
         self.revision.send_replace(event.revision);
     }
 
-    async fn follow(self: Arc<Self>, store: Arc<dyn Store>, mut events: skiff_store::WatchReceiver) {
+    async fn follow(
+        self: Arc<Self>,
+        store: Arc<dyn Store>,
+        mut events: skiff_store::WatchReceiver,
+    ) {
         loop {
             while let Some(event) = events.recv().await {
                 self.apply(event);

@@ -10,7 +10,9 @@ pub fn aggregated_version(accept: &str) -> Option<&'static str> {
     let wants = |v: &str| {
         offers.iter().any(|o| {
             let params: Vec<&str> = o.split(';').map(str::trim).collect();
-            params.contains(&"g=apidiscovery.k8s.io") && params.contains(&format!("v={v}").as_str()) && params.contains(&"as=APIGroupDiscoveryList")
+            params.contains(&"g=apidiscovery.k8s.io")
+                && params.contains(&format!("v={v}").as_str())
+                && params.contains(&"as=APIGroupDiscoveryList")
         })
     };
     ["v2", "v2beta1"].into_iter().find(|v| wants(v))
@@ -54,7 +56,11 @@ fn aggregated_resource(r: &ResourceInfo) -> Value {
 }
 
 fn group_names(core: bool) -> Vec<&'static str> {
-    if core { vec![""] } else { skiff_api::resources::groups() }
+    if core {
+        vec![""]
+    } else {
+        skiff_api::resources::groups()
+    }
 }
 
 /// The aggregated discovery list for `/api` (`core`) or `/apis`.
@@ -62,7 +68,11 @@ pub fn aggregated(core: bool, version: &str) -> Value {
     let items: Vec<Value> = group_names(core)
         .into_iter()
         .map(|group| {
-            let resources: Vec<Value> = RESOURCES.iter().filter(|r| r.group == group).map(aggregated_resource).collect();
+            let resources: Vec<Value> = RESOURCES
+                .iter()
+                .filter(|r| r.group == group)
+                .map(aggregated_resource)
+                .collect();
             json!({
                 "metadata": {"name": group, "creationTimestamp": null},
                 "versions": [{"version": "v1", "resources": resources, "freshness": "Current"}],
@@ -110,7 +120,10 @@ pub fn api_group_doc(group: &str) -> Option<Value> {
 /// Legacy `/api/v1` or `/apis/<group>/<version>`, if served.
 pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
     let mut resources = Vec::new();
-    for r in RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
+    for r in RESOURCES
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+    {
         let mut main = json!({
             "name": r.plural,
             "singularName": r.singular,
@@ -144,8 +157,14 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
     if resources.is_empty() {
         return None;
     }
-    let group_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}))
+    let group_version = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}),
+    )
 }
 
 #[cfg(test)]
@@ -164,12 +183,28 @@ mod tests {
     #[test]
     fn documents_describe_resources() {
         let apis = aggregated(false, "v2");
-        let apps = apis["items"].as_array().unwrap().iter().find(|g| g["metadata"]["name"] == "apps").unwrap();
-        let deploy = apps["versions"][0]["resources"].as_array().unwrap().iter().find(|r| r["resource"] == "deployments").unwrap();
+        let apps = apis["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["metadata"]["name"] == "apps")
+            .unwrap();
+        let deploy = apps["versions"][0]["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["resource"] == "deployments")
+            .unwrap();
         assert_eq!(deploy["shortNames"], json!(["deploy"]));
         assert_eq!(deploy["subresources"][0]["responseKind"]["kind"], "Scale");
         let core = api_resource_list("", "v1").unwrap();
-        assert!(core["resources"].as_array().unwrap().iter().any(|r| r["name"] == "pods/status"));
+        assert!(
+            core["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["name"] == "pods/status")
+        );
         assert!(api_resource_list("apps", "v2").is_none());
     }
 }

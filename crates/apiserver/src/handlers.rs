@@ -1,14 +1,16 @@
 //! Request dispatch: one handler for every path, thin per verb. The generic registry, lists,
 //! watches and subresources do the work.
 
+use crate::ApiState;
 use crate::discovery;
 use crate::list::{self, IncludeObject, render_list, render_table};
-use crate::registry::{DeleteOptions, Deleted, FieldValidation, Registry, UpdateTarget, WriteOptions};
+use crate::registry::{
+    DeleteOptions, Deleted, FieldValidation, Registry, UpdateTarget, WriteOptions,
+};
 use crate::request::{self, Endpoint, MAX_BODY_BYTES, Query, ResourcePath};
 use crate::response;
 use crate::subresources;
 use crate::watch::{Format, WatchRequest};
-use crate::ApiState;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::Response;
@@ -28,48 +30,67 @@ pub async fn handle(State(state): State<Arc<ApiState>>, req: Request) -> Respons
 }
 
 async fn read_body(body: Body) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|e| {
-        let mut source: Option<&dyn std::error::Error> = Some(&e);
-        while let Some(s) = source {
-            if s.is::<http_body_util::LengthLimitError>() {
-                return ApiError::too_large();
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|e| {
+            let mut source: Option<&dyn std::error::Error> = Some(&e);
+            while let Some(s) = source {
+                if s.is::<http_body_util::LengthLimitError>() {
+                    return ApiError::too_large();
+                }
+                source = s.source();
             }
-            source = s.source();
-        }
-        ApiError::bad_request(format!("error reading request body: {e}"))
-    })
+            ApiError::bad_request(format!("error reading request body: {e}"))
+        })
 }
 
 async fn dispatch(state: &Arc<ApiState>, req: Request) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     let query = Query::parse(parts.uri.query());
     let endpoint = request::route(parts.uri.path())?;
-    let accept = parts.headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let accept = parts
+        .headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let is_get = parts.method == Method::GET;
     match endpoint {
         Endpoint::Resource(path) => {
             let body = read_body(body).await?;
             resource(state, parts.method, &parts.headers, path, &query, body).await
         }
-        _ if !is_get => Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource")),
+        _ if !is_get => Err(ApiError::method_not_allowed(
+            "the server does not allow this method on the requested resource",
+        )),
         Endpoint::Version => Ok(response::json(StatusCode::OK, &state.version)),
-        Endpoint::Health => Ok(response::with_type(StatusCode::OK, Bytes::from_static(b"ok"), "text/plain; charset=utf-8")),
+        Endpoint::Health => Ok(response::with_type(
+            StatusCode::OK,
+            Bytes::from_static(b"ok"),
+            "text/plain; charset=utf-8",
+        )),
         Endpoint::CoreRoot | Endpoint::GroupsRoot => {
             let core = matches!(endpoint, Endpoint::CoreRoot);
             Ok(match discovery::aggregated_version(&accept) {
-                Some(v) => response::raw_json(StatusCode::OK, state.aggregated_discovery(core, v)).map_content_type(&discovery::aggregated_content_type(v)),
-                None if core => response::json(StatusCode::OK, &discovery::api_versions(&state.server_address)),
+                Some(v) => response::raw_json(StatusCode::OK, state.aggregated_discovery(core, v))
+                    .map_content_type(&discovery::aggregated_content_type(v)),
+                None if core => response::json(
+                    StatusCode::OK,
+                    &discovery::api_versions(&state.server_address),
+                ),
                 None => response::json(StatusCode::OK, &discovery::api_group_list()),
             })
         }
-        Endpoint::Group(group) => discovery::api_group_doc(&group).map(|d| response::json(StatusCode::OK, &d)).ok_or_else(ApiError::no_route),
-        Endpoint::GroupVersion(group, version) => {
-            discovery::api_resource_list(&group, &version).map(|d| response::json(StatusCode::OK, &d)).ok_or_else(ApiError::no_route)
-        }
+        Endpoint::Group(group) => discovery::api_group_doc(&group)
+            .map(|d| response::json(StatusCode::OK, &d))
+            .ok_or_else(ApiError::no_route),
+        Endpoint::GroupVersion(group, version) => discovery::api_resource_list(&group, &version)
+            .map(|d| response::json(StatusCode::OK, &d))
+            .ok_or_else(ApiError::no_route),
         Endpoint::OpenApiIndex => Ok(response::json(StatusCode::OK, &skiff_api::openapi::index())),
-        Endpoint::OpenApiDocument(path) => {
-            skiff_api::openapi::document(&path).map(|doc| response::raw_json(StatusCode::OK, Bytes::copy_from_slice(&doc.body))).ok_or_else(ApiError::no_route)
-        }
+        Endpoint::OpenApiDocument(path) => skiff_api::openapi::document(&path)
+            .map(|doc| response::raw_json(StatusCode::OK, Bytes::copy_from_slice(&doc.body)))
+            .ok_or_else(ApiError::no_route),
     }
 }
 
@@ -79,13 +100,19 @@ trait ContentType {
 
 impl ContentType for Response {
     fn map_content_type(mut self, content_type: &str) -> Self {
-        self.headers_mut().insert(http::header::CONTENT_TYPE, content_type.parse().expect("valid content type"));
+        self.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            content_type.parse().expect("valid content type"),
+        );
         self
     }
 }
 
 fn write_options(query: &Query) -> Result<WriteOptions, ApiError> {
-    Ok(WriteOptions { dry_run: query.dry_run()?, field_validation: FieldValidation::parse(query.get("fieldValidation"))? })
+    Ok(WriteOptions {
+        dry_run: query.dry_run()?,
+        field_validation: FieldValidation::parse(query.get("fieldValidation"))?,
+    })
 }
 
 fn written(status: StatusCode, w: crate::registry::Written) -> Response {
@@ -94,18 +121,32 @@ fn written(status: StatusCode, w: crate::registry::Written) -> Response {
     resp
 }
 
-async fn resource(state: &Arc<ApiState>, method: Method, headers: &HeaderMap, path: ResourcePath, query: &Query, body: Bytes) -> Result<Response, ApiError> {
+async fn resource(
+    state: &Arc<ApiState>,
+    method: Method,
+    headers: &HeaderMap,
+    path: ResourcePath,
+    query: &Query,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let info = path.info;
     let ns = path.namespace.as_deref();
     let registry: &Registry = &state.registry;
     let table = request::wants_table(headers);
     match (method, path.name.as_deref(), path.subresource) {
         (Method::GET, None, None) if query.flag("watch") => {
-            let format = if table { Format::Table(IncludeObject::from_query(query)) } else { Format::Object };
+            let format = if table {
+                Format::Table(IncludeObject::from_query(query))
+            } else {
+                Format::Object
+            };
             let watch = WatchRequest::from_query(info, path.namespace.clone(), query, format)?;
             let stream = watch.start(registry.store(), state.cache.clone()).await?;
             let mut resp = Response::new(Body::from_stream(stream));
-            resp.headers_mut().insert(http::header::CONTENT_TYPE, "application/json".parse().expect("valid"));
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                "application/json".parse().expect("valid"),
+            );
             Ok(resp)
         }
         (Method::GET, None, None) => {
@@ -116,7 +157,13 @@ async fn resource(state: &Arc<ApiState>, method: Method, headers: &HeaderMap, pa
                 if let Some(c) = &page.continue_token {
                     meta["continue"] = c.clone().into();
                 }
-                let t = render_table(info, objects.iter(), meta, IncludeObject::from_query(query), true);
+                let t = render_table(
+                    info,
+                    objects.iter(),
+                    meta,
+                    IncludeObject::from_query(query),
+                    true,
+                );
                 Ok(response::json(StatusCode::OK, &t))
             } else {
                 Ok(response::raw_json(StatusCode::OK, render_list(info, &page)))
@@ -126,60 +173,137 @@ async fn resource(state: &Arc<ApiState>, method: Method, headers: &HeaderMap, pa
             let (object, _) = registry.get(info, ns, name).await?;
             if table {
                 let meta = json!({"resourceVersion": object["metadata"]["resourceVersion"]});
-                Ok(response::json(StatusCode::OK, &render_table(info, std::iter::once(&object), meta, IncludeObject::from_query(query), true)))
+                Ok(response::json(
+                    StatusCode::OK,
+                    &render_table(
+                        info,
+                        std::iter::once(&object),
+                        meta,
+                        IncludeObject::from_query(query),
+                        true,
+                    ),
+                ))
             } else {
                 Ok(response::json(StatusCode::OK, &object))
             }
         }
-        (Method::GET, Some(name), Some(Subresource::Scale)) => Ok(response::json(StatusCode::OK, &subresources::get_scale(registry, info, ns, name).await?)),
+        (Method::GET, Some(name), Some(Subresource::Scale)) => Ok(response::json(
+            StatusCode::OK,
+            &subresources::get_scale(registry, info, ns, name).await?,
+        )),
         (Method::POST, None, None) => {
             let object = request::decode_body(&request::content_type(headers), &body)?;
             let opts = write_options(query)?;
-            Ok(written(StatusCode::CREATED, registry.create(info, ns, object, &opts).await?))
+            Ok(written(
+                StatusCode::CREATED,
+                registry.create(info, ns, object, &opts).await?,
+            ))
         }
         (Method::POST, Some(name), Some(Subresource::Binding)) => {
             let binding = request::decode_body(&request::content_type(headers), &body)?;
             subresources::bind(registry, info, ns, name, &binding, query.dry_run()?).await?;
-            Ok(response::json(StatusCode::CREATED, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})))
+            Ok(response::json(
+                StatusCode::CREATED,
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+            ))
         }
         (Method::POST, Some(name), Some(Subresource::Eviction)) => {
             // Without PodDisruptionBudgets every eviction is allowed: it is a delete with the
             // eviction's options.
             let eviction = request::decode_body(&request::content_type(headers), &body)?;
             let options = serde_json::to_vec(&eviction["deleteOptions"]).expect("serializes");
-            let opts = delete_options(query, &Bytes::from(if eviction["deleteOptions"].is_object() { options } else { b"{}".to_vec() }))?;
+            let opts = delete_options(
+                query,
+                &Bytes::from(if eviction["deleteOptions"].is_object() {
+                    options
+                } else {
+                    b"{}".to_vec()
+                }),
+            )?;
             registry.delete(info, ns, name, &opts).await?;
-            Ok(response::json(StatusCode::CREATED, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})))
+            Ok(response::json(
+                StatusCode::CREATED,
+                &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+            ))
         }
         (Method::PUT, Some(name), sub @ (None | Some(Subresource::Status))) => {
             let object = request::decode_body(&request::content_type(headers), &body)?;
-            let target = if sub.is_some() { UpdateTarget::Status } else { UpdateTarget::Main };
-            Ok(written(StatusCode::OK, registry.update(info, ns, name, object, target, &write_options(query)?).await?))
+            let target = if sub.is_some() {
+                UpdateTarget::Status
+            } else {
+                UpdateTarget::Main
+            };
+            Ok(written(
+                StatusCode::OK,
+                registry
+                    .update(info, ns, name, object, target, &write_options(query)?)
+                    .await?,
+            ))
         }
         (Method::PUT, Some(name), Some(Subresource::Finalize)) => {
             let object = request::decode_body(&request::content_type(headers), &body)?;
-            Ok(response::json(StatusCode::OK, &registry.finalize_namespace(info, name, &object, query.dry_run()?).await?))
+            Ok(response::json(
+                StatusCode::OK,
+                &registry
+                    .finalize_namespace(info, name, &object, query.dry_run()?)
+                    .await?,
+            ))
         }
         (Method::PUT, Some(name), Some(Subresource::Scale)) => {
             let scale = request::decode_body(&request::content_type(headers), &body)?;
-            Ok(response::json(StatusCode::OK, &subresources::update_scale(registry, info, ns, name, &scale, query.dry_run()?).await?))
+            Ok(response::json(
+                StatusCode::OK,
+                &subresources::update_scale(registry, info, ns, name, &scale, query.dry_run()?)
+                    .await?,
+            ))
         }
-        (Method::PATCH, Some(name), sub @ (None | Some(Subresource::Status) | Some(Subresource::Scale))) => {
+        (
+            Method::PATCH,
+            Some(name),
+            sub @ (None | Some(Subresource::Status) | Some(Subresource::Scale)),
+        ) => {
             let media = request::content_type(headers);
-            let patch_type = PatchType::from_content_type(&media).ok_or_else(|| ApiError::unsupported_media_type(&media))?;
+            let patch_type = PatchType::from_content_type(&media)
+                .ok_or_else(|| ApiError::unsupported_media_type(&media))?;
             let patch = match patch_type {
                 PatchType::Apply => request::decode_yaml(&body)?,
                 _ => request::decode_json(&body)?,
             };
             let opts = write_options(query)?;
             match sub {
-                Some(Subresource::Scale) => Ok(response::json(StatusCode::OK, &subresources::patch_scale(registry, info, ns, name, patch_type, &patch, opts.dry_run).await?)),
+                Some(Subresource::Scale) => Ok(response::json(
+                    StatusCode::OK,
+                    &subresources::patch_scale(
+                        registry,
+                        info,
+                        ns,
+                        name,
+                        patch_type,
+                        &patch,
+                        opts.dry_run,
+                    )
+                    .await?,
+                )),
                 _ => {
-                    let target = if sub.is_some() { UpdateTarget::Status } else { UpdateTarget::Main };
-                    match registry.patch(info, ns, name, patch_type, &patch, target, &opts).await {
+                    let target = if sub.is_some() {
+                        UpdateTarget::Status
+                    } else {
+                        UpdateTarget::Main
+                    };
+                    match registry
+                        .patch(info, ns, name, patch_type, &patch, target, &opts)
+                        .await
+                    {
                         // Server-side apply creates what does not exist yet.
-                        Err(e) if e.code == 404 && patch_type == PatchType::Apply && target == UpdateTarget::Main => {
-                            Ok(written(StatusCode::CREATED, registry.create(info, ns, patch, &opts).await?))
+                        Err(e)
+                            if e.code == 404
+                                && patch_type == PatchType::Apply
+                                && target == UpdateTarget::Main =>
+                        {
+                            Ok(written(
+                                StatusCode::CREATED,
+                                registry.create(info, ns, patch, &opts).await?,
+                            ))
                         }
                         other => Ok(written(StatusCode::OK, other?)),
                     }
@@ -216,26 +340,39 @@ async fn resource(state: &Arc<ApiState>, method: Method, headers: &HeaderMap, pa
                 &json!({"kind": info.list_kind(), "apiVersion": info.api_version(), "metadata": {"resourceVersion": page.revision.to_string()}, "items": deleted}),
             ))
         }
-        _ => Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource")),
+        _ => Err(ApiError::method_not_allowed(
+            "the server does not allow this method on the requested resource",
+        )),
     }
 }
 
 /// Reads `DeleteOptions` from the body (as kubectl sends them) and the query.
 fn delete_options(query: &Query, body: &Bytes) -> Result<DeleteOptions, ApiError> {
-    let from_body: Value = if body.iter().all(u8::is_ascii_whitespace) { json!({}) } else { request::decode_json(body)? };
+    let from_body: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        request::decode_json(body)?
+    };
     if !from_body.is_object() {
         return Err(ApiError::bad_request("DeleteOptions must be a JSON object"));
     }
     let dry_run = match &from_body["dryRun"] {
         Value::Array(v) if v.iter().any(|x| x == "All") => true,
-        Value::Array(v) if !v.is_empty() => return Err(ApiError::bad_request(format!("Invalid dry run value: {}", v[0]))),
+        Value::Array(v) if !v.is_empty() => {
+            return Err(ApiError::bad_request(format!(
+                "Invalid dry run value: {}",
+                v[0]
+            )));
+        }
         _ => query.dry_run()?,
     };
     let grace_period_seconds = match from_body["gracePeriodSeconds"].as_i64() {
         Some(g) => Some(g),
         None => query.int("gracePeriodSeconds")?,
     };
-    let orphan = from_body["orphanDependents"].as_bool().or_else(|| query.get("orphanDependents").map(|v| v == "true"));
+    let orphan = from_body["orphanDependents"]
+        .as_bool()
+        .or_else(|| query.get("orphanDependents").map(|v| v == "true"));
     let propagation_policy = from_body["propagationPolicy"]
         .as_str()
         .map(str::to_string)

@@ -47,7 +47,11 @@ impl ApiState {
     fn aggregated_discovery(&self, core: bool, version: &str) -> Bytes {
         let slot = usize::from(core) * 2 + usize::from(version == "v2beta1");
         self.discovery[slot]
-            .get_or_init(|| Bytes::from(serde_json::to_vec(&discovery::aggregated(core, version)).expect("serializes")))
+            .get_or_init(|| {
+                Bytes::from(
+                    serde_json::to_vec(&discovery::aggregated(core, version)).expect("serializes"),
+                )
+            })
             .clone()
     }
 }
@@ -77,7 +81,9 @@ pub struct ApiServer {
 impl ApiServer {
     /// Loads the watch cache from `store` and makes sure the built-in namespaces exist.
     pub async fn new(store: Arc<dyn Store>, server_address: String) -> Result<Self> {
-        let cache = cache::Cache::start(store.clone()).await.context("loading the watch cache")?;
+        let cache = cache::Cache::start(store.clone())
+            .await
+            .context("loading the watch cache")?;
         let state = Arc::new(ApiState {
             registry: registry::Registry::new(store, cache.clone()),
             cache,
@@ -92,26 +98,49 @@ impl ApiServer {
 
     /// Creates what every cluster has: the system namespaces and the `kubernetes` Service.
     async fn ensure_system_objects(&self) -> Result<()> {
-        let info = skiff_api::resources::find_kind("", "Namespace").expect("namespaces are registered");
+        let info =
+            skiff_api::resources::find_kind("", "Namespace").expect("namespaces are registered");
         for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-            match self.state.registry.create(info, None, ns, &Default::default()).await {
+            match self
+                .state
+                .registry
+                .create(info, None, ns, &Default::default())
+                .await
+            {
                 Ok(_) => {}
                 Err(e) if e.code == 409 => {}
                 Err(e) => anyhow::bail!("creating namespace {name}: {e}"),
             }
         }
         let info = skiff_api::resources::find_kind("", "Service").expect("services are registered");
-        let port = self.state.server_address.rsplit(':').next().and_then(|p| p.parse::<u16>().ok()).unwrap_or(6443);
+        let port = self
+            .state
+            .server_address
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse::<u16>().ok())
+            .unwrap_or(6443);
         let service = json!({
             "apiVersion": "v1", "kind": "Service",
             "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
             "spec": {"clusterIP": service_alloc::KUBERNETES_SERVICE_IP.to_string(), "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]},
         });
-        if self.state.registry.get(info, Some("default"), "kubernetes").await.is_ok() {
+        if self
+            .state
+            .registry
+            .get(info, Some("default"), "kubernetes")
+            .await
+            .is_ok()
+        {
             return Ok(());
         }
-        match self.state.registry.create(info, Some("default"), service, &Default::default()).await {
+        match self
+            .state
+            .registry
+            .create(info, Some("default"), service, &Default::default())
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) => anyhow::bail!("creating the kubernetes service: {e}"),
         }
@@ -124,15 +153,26 @@ impl ApiServer {
 
     /// The API as an axum router, without authentication (for in-process clients).
     pub fn router(&self) -> Router {
-        Router::new().fallback(handlers::handle).with_state(self.state.clone())
+        Router::new()
+            .fallback(handlers::handle)
+            .with_state(self.state.clone())
     }
 
     /// Serves the API over HTTPS on `listener` until the process ends, requiring `token` as
     /// a bearer token on everything but health and version endpoints.
-    pub async fn serve(self, listener: tokio::net::TcpListener, tls: rustls::ServerConfig, token: String) -> Result<()> {
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        tls: rustls::ServerConfig,
+        token: String,
+    ) -> Result<()> {
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
         let token: Arc<str> = token.into();
-        let app = self.router().layer(axum::middleware::from_fn(move |req, next| auth(token.clone(), req, next)));
+        let app = self
+            .router()
+            .layer(axum::middleware::from_fn(move |req, next| {
+                auth(token.clone(), req, next)
+            }));
         loop {
             let (tcp, peer) = match listener.accept().await {
                 Ok(c) => c,
@@ -150,8 +190,13 @@ impl ApiServer {
                     return;
                 };
                 let service = hyper_util::service::TowerToHyperService::new(app);
-                let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-                if let Err(e) = builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(tls), service).await {
+                let builder = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                );
+                if let Err(e) = builder
+                    .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(tls), service)
+                    .await
+                {
                     tracing::debug!(%peer, %e, "connection ended with an error");
                 }
             });
@@ -161,9 +206,16 @@ impl ApiServer {
 
 /// Bearer-token authentication; health checks and `/version` are public, as upstream's
 /// `system:public-info-viewer` role makes them.
-async fn auth(token: Arc<str>, req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+async fn auth(
+    token: Arc<str>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
     let path = req.uri().path();
-    let public = matches!(path, "/version" | "/healthz" | "/livez" | "/readyz") || path.starts_with("/healthz/") || path.starts_with("/livez/") || path.starts_with("/readyz/");
+    let public = matches!(path, "/version" | "/healthz" | "/livez" | "/readyz")
+        || path.starts_with("/healthz/")
+        || path.starts_with("/livez/")
+        || path.starts_with("/readyz/");
     let presented = req
         .headers()
         .get(http::header::AUTHORIZATION)
@@ -185,7 +237,9 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Binds `addr`; a convenience for callers that want the bound address (port 0).
 pub async fn bind(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr)> {
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
     let local = listener.local_addr()?;
     Ok((listener, local))
 }

@@ -25,10 +25,21 @@ impl Filter {
     /// Parses `labelSelector` and `fieldSelector`, checking field labels against those the
     /// resource supports.
     pub fn from_query(info: &ResourceInfo, query: &Query) -> Result<Self, ApiError> {
-        let label = query.get("labelSelector").filter(|s| !s.is_empty()).map(LabelSelector::parse).transpose()?;
-        let field = query.get("fieldSelector").filter(|s| !s.is_empty()).map(FieldSelector::parse).transpose()?;
+        let label = query
+            .get("labelSelector")
+            .filter(|s| !s.is_empty())
+            .map(LabelSelector::parse)
+            .transpose()?;
+        let field = query
+            .get("fieldSelector")
+            .filter(|s| !s.is_empty())
+            .map(FieldSelector::parse)
+            .transpose()?;
         if let Some(unsupported) = field.as_ref().and_then(|f| {
-            f.unsupported_field(|name| matches!(name, "metadata.name" | "metadata.namespace") || info.selectable_fields.iter().any(|(l, _)| *l == name))
+            f.unsupported_field(|name| {
+                matches!(name, "metadata.name" | "metadata.namespace")
+                    || info.selectable_fields.iter().any(|(l, _)| *l == name)
+            })
         }) {
             return Err(SelectorError::field_label_not_supported(&unsupported.field).into());
         }
@@ -37,7 +48,13 @@ impl Filter {
 
     /// Whether an object passes both selectors.
     pub fn matches(&self, object: &CachedObject) -> bool {
-        self.label.as_ref().is_none_or(|l| l.matches(&object.labels)) && self.field.as_ref().is_none_or(|f| f.matches(|name| object.field(name)))
+        self.label
+            .as_ref()
+            .is_none_or(|l| l.matches(&object.labels))
+            && self
+                .field
+                .as_ref()
+                .is_none_or(|f| f.matches(|name| object.field(name)))
     }
 }
 
@@ -49,7 +66,11 @@ struct ContinueToken {
 }
 
 fn encode_continue(rv: Revision, last_key: &str) -> String {
-    let json = serde_json::to_vec(&ContinueToken { rv, start: last_key.to_string() }).expect("token serializes");
+    let json = serde_json::to_vec(&ContinueToken {
+        rv,
+        start: last_key.to_string(),
+    })
+    .expect("token serializes");
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
 }
 
@@ -74,43 +95,72 @@ pub struct Page {
 }
 
 /// Reads a list with upstream's resourceVersion, paging and selector semantics.
-pub async fn list(store: &Arc<dyn Store>, cache: &Cache, info: &'static ResourceInfo, namespace: Option<&str>, query: &Query) -> Result<Page, ApiError> {
+pub async fn list(
+    store: &Arc<dyn Store>,
+    cache: &Cache,
+    info: &'static ResourceInfo,
+    namespace: Option<&str>,
+    query: &Query,
+) -> Result<Page, ApiError> {
     let filter = Filter::from_query(info, query)?;
     let limit = query.int("limit")?.filter(|l| *l > 0).map(|l| l as usize);
     let resource = cache.resource(info);
-    let key_of = |o: &CachedObject| info.storage_key(Some(&o.namespace).filter(|n| !n.is_empty()).map(String::as_str), &o.name);
+    let key_of = |o: &CachedObject| {
+        info.storage_key(
+            Some(&o.namespace)
+                .filter(|n| !n.is_empty())
+                .map(String::as_str),
+            &o.name,
+        )
+    };
 
-    let (candidates, revision): (Vec<Arc<CachedObject>>, Revision) = if let Some(token) = query.get("continue").filter(|t| !t.is_empty()) {
-        let token = decode_continue(token)?;
-        if resource.last_change() <= token.rv && cache.revision() >= token.rv {
-            // Nothing changed since the first page: the cache is that snapshot.
-            (resource.list_after(namespace, &token.start), token.rv)
+    let (candidates, revision): (Vec<Arc<CachedObject>>, Revision) =
+        if let Some(token) = query.get("continue").filter(|t| !t.is_empty()) {
+            let token = decode_continue(token)?;
+            if resource.last_change() <= token.rv && cache.revision() >= token.rv {
+                // Nothing changed since the first page: the cache is that snapshot.
+                (resource.list_after(namespace, &token.start), token.rv)
+            } else {
+                (
+                    from_store(store, info, namespace, token.rv)
+                        .await?
+                        .into_iter()
+                        .filter(|o| key_of(o).as_str() > token.start.as_str())
+                        .collect(),
+                    token.rv,
+                )
+            }
         } else {
-            (from_store(store, info, namespace, token.rv).await?.into_iter().filter(|o| key_of(o).as_str() > token.start.as_str()).collect(), token.rv)
-        }
-    } else {
-        let rv = query.get("resourceVersion").filter(|v| !v.is_empty());
-        let exact = query.get("resourceVersionMatch") == Some("Exact");
-        match rv {
-            // Any state is fine.
-            Some("0") => (resource.list(namespace), cache.revision()),
-            Some(rv) => {
-                let rv: Revision = rv.parse().map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv}")))?;
-                if exact && resource.last_change() > rv {
-                    (from_store(store, info, namespace, rv).await?, rv)
-                } else {
-                    wait_for(cache, rv).await?;
-                    (resource.list(namespace), if exact { rv } else { cache.revision() })
+            let rv = query.get("resourceVersion").filter(|v| !v.is_empty());
+            let exact = query.get("resourceVersionMatch") == Some("Exact");
+            match rv {
+                // Any state is fine.
+                Some("0") => (resource.list(namespace), cache.revision()),
+                Some(rv) => {
+                    let rv: Revision = rv.parse().map_err(|_| {
+                        ApiError::bad_request(format!("invalid resource version: {rv}"))
+                    })?;
+                    if exact && resource.last_change() > rv {
+                        (from_store(store, info, namespace, rv).await?, rv)
+                    } else {
+                        wait_for(cache, rv).await?;
+                        (
+                            resource.list(namespace),
+                            if exact { rv } else { cache.revision() },
+                        )
+                    }
+                }
+                // A consistent read: the cache must have caught up with the store.
+                None => {
+                    let current = store
+                        .current_revision()
+                        .await
+                        .map_err(|e| ApiError::internal(e.to_string()))?;
+                    wait_for(cache, current).await?;
+                    (resource.list(namespace), cache.revision().max(current))
                 }
             }
-            // A consistent read: the cache must have caught up with the store.
-            None => {
-                let current = store.current_revision().await.map_err(|e| ApiError::internal(e.to_string()))?;
-                wait_for(cache, current).await?;
-                (resource.list(namespace), cache.revision().max(current))
-            }
-        }
-    };
+        };
 
     let mut matching = candidates.into_iter().filter(|o| filter.matches(o));
     let mut items = Vec::new();
@@ -121,8 +171,14 @@ pub async fn list(store: &Arc<dyn Store>, cache: &Cache, info: &'static Resource
         }
     }
     let remaining = matching.count();
-    let continue_token = (remaining > 0).then(|| encode_continue(revision, &items.last().expect("a full page is not empty").0));
-    Ok(Page { items, revision, continue_token, remaining: (remaining > 0).then_some(remaining) })
+    let continue_token = (remaining > 0)
+        .then(|| encode_continue(revision, &items.last().expect("a full page is not empty").0));
+    Ok(Page {
+        items,
+        revision,
+        continue_token,
+        remaining: (remaining > 0).then_some(remaining),
+    })
 }
 
 /// Waits for the cache to reach `revision`, as upstream's "Too large resource version".
@@ -137,7 +193,12 @@ pub async fn wait_for(cache: &Cache, revision: Revision) -> Result<(), ApiError>
     }
 }
 
-async fn from_store(store: &Arc<dyn Store>, info: &'static ResourceInfo, namespace: Option<&str>, rv: Revision) -> Result<Vec<Arc<CachedObject>>, ApiError> {
+async fn from_store(
+    store: &Arc<dyn Store>,
+    info: &'static ResourceInfo,
+    namespace: Option<&str>,
+    rv: Revision,
+) -> Result<Vec<Arc<CachedObject>>, ApiError> {
     let prefix = match namespace {
         Some(ns) if info.namespaced => format!("{}{ns}/", info.storage_prefix()),
         _ => info.storage_prefix(),
@@ -148,7 +209,12 @@ async fn from_store(store: &Arc<dyn Store>, info: &'static ResourceInfo, namespa
         )),
         other => ApiError::internal(other.to_string()),
     })?;
-    Ok(listed.items.iter().filter_map(|kv| CachedObject::from_stored(info, &kv.value, kv.mod_revision)).map(Arc::new).collect())
+    Ok(listed
+        .items
+        .iter()
+        .filter_map(|kv| CachedObject::from_stored(info, &kv.value, kv.mod_revision))
+        .map(Arc::new)
+        .collect())
 }
 
 /// Renders a page as `<Kind>List` JSON, copying each object's bytes as they are.
@@ -160,9 +226,18 @@ pub fn render_list(info: &ResourceInfo, page: &Page) -> Bytes {
     if let Some(n) = page.remaining {
         meta["remainingItemCount"] = n.into();
     }
-    let head = json!({"kind": info.list_kind(), "apiVersion": info.api_version(), "metadata": meta});
+    let head =
+        json!({"kind": info.list_kind(), "apiVersion": info.api_version(), "metadata": meta});
     let head = serde_json::to_vec(&head).expect("serializes");
-    let mut out = BytesMut::with_capacity(head.len() + page.items.iter().map(|(_, o)| o.json.len() + 1).sum::<usize>() + 16);
+    let mut out = BytesMut::with_capacity(
+        head.len()
+            + page
+                .items
+                .iter()
+                .map(|(_, o)| o.json.len() + 1)
+                .sum::<usize>()
+            + 16,
+    );
     out.put_slice(&head[..head.len() - 1]);
     out.put_slice(b",\"items\":[");
     for (i, (_, o)) in page.items.iter().enumerate() {
@@ -198,7 +273,12 @@ impl IncludeObject {
 }
 
 /// One Table row for an object.
-pub fn table_row(info: &ResourceInfo, object: &Value, include: IncludeObject, now: jiff::Timestamp) -> Value {
+pub fn table_row(
+    info: &ResourceInfo,
+    object: &Value,
+    include: IncludeObject,
+    now: jiff::Timestamp,
+) -> Value {
     let cells = printers::row(info.group, info.kind, object, now);
     let mut row = json!({"cells": cells});
     match include {
@@ -212,9 +292,19 @@ pub fn table_row(info: &ResourceInfo, object: &Value, include: IncludeObject, no
 }
 
 /// A `meta.k8s.io/v1` Table of `objects`; `headers` includes the column definitions.
-pub fn render_table<'a>(info: &ResourceInfo, objects: impl Iterator<Item = &'a Value>, meta: Value, include: IncludeObject, headers: bool) -> Value {
+pub fn render_table<'a>(
+    info: &ResourceInfo,
+    objects: impl Iterator<Item = &'a Value>,
+    meta: Value,
+    include: IncludeObject,
+    headers: bool,
+) -> Value {
     let now = jiff::Timestamp::now();
     let rows: Vec<Value> = objects.map(|o| table_row(info, o, include, now)).collect();
-    let columns = if headers { printers::column_definitions_json(printers::columns(info.group, info.kind)) } else { json!([]) };
+    let columns = if headers {
+        printers::column_definitions_json(printers::columns(info.group, info.kind))
+    } else {
+        json!([])
+    };
     json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "columnDefinitions": columns, "rows": rows})
 }

@@ -39,15 +39,24 @@ fn ca_params() -> Result<CertificateParams> {
     dn.push(DnType::CommonName, "skiff-ca");
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     Ok(params)
 }
 
 /// Writes `contents` to `path`, readable only by the owner when `private`.
 fn write_file(path: &Path, contents: &str, private: bool) -> Result<()> {
     let mut opts = fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true).mode(if private { 0o600 } else { 0o644 });
-    let mut f = opts.open(path).with_context(|| format!("writing {}", path.display()))?;
+    opts.write(true)
+        .create(true)
+        .truncate(true)
+        .mode(if private { 0o600 } else { 0o644 });
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
     f.write_all(contents.as_bytes())?;
     f.sync_all()?;
     Ok(())
@@ -63,7 +72,10 @@ fn random_token() -> String {
 /// certificate valid for `listen` as well as localhost.
 pub fn load_or_create(dir: &Path, listen: SocketAddr) -> Result<Credentials> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let (ca_pem, ca_key) = match (fs::read_to_string(dir.join(CA_CERT)), fs::read_to_string(dir.join(CA_KEY))) {
+    let (ca_pem, ca_key) = match (
+        fs::read_to_string(dir.join(CA_CERT)),
+        fs::read_to_string(dir.join(CA_KEY)),
+    ) {
         (Ok(cert), Ok(key)) => (cert, KeyPair::from_pem(&key).context("reading ca.key")?),
         _ => {
             let key = KeyPair::generate()?;
@@ -82,7 +94,11 @@ pub fn load_or_create(dir: &Path, listen: SocketAddr) -> Result<Credentials> {
         }
     };
 
-    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    let mut names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
     let ip = listen.ip();
     if !ip.is_unspecified() && !names.contains(&ip.to_string()) {
         names.push(ip.to_string());
@@ -98,14 +114,22 @@ pub fn load_or_create(dir: &Path, listen: SocketAddr) -> Result<Credentials> {
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, "skiff-apiserver");
     params.distinguished_name = dn;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let key = KeyPair::generate()?;
     let issuer = Issuer::new(ca_params()?, ca_key);
     let cert = params.signed_by(&key, &issuer)?;
     write_file(&dir.join(SERVER_KEY), &key.serialize_pem(), true)?;
     write_file(&dir.join(SERVER_CERT), &cert.pem(), false)?;
-    Ok(Credentials { ca_pem, cert_pem: cert.pem(), key_pem: key.serialize_pem(), token })
+    Ok(Credentials {
+        ca_pem,
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+        token,
+    })
 }
 
 /// The kubeconfig (YAML) for an admin user of the server at `server_url`, with `name` as the
@@ -128,10 +152,12 @@ pub fn write_kubeconfig(dir: &Path, contents: &str) -> Result<std::path::PathBuf
 /// Builds the rustls server configuration for the credentials, offering HTTP/2 and HTTP/1.1.
 pub fn server_tls_config(creds: &Credentials) -> Result<rustls::ServerConfig> {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(creds.cert_pem.as_bytes())
-        .collect::<Result<_, _>>()
-        .context("parsing serving certificate")?;
-    let key = PrivateKeyDer::from_pem_slice(creds.key_pem.as_bytes()).context("parsing serving key")?;
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(creds.cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .context("parsing serving certificate")?;
+    let key =
+        PrivateKeyDer::from_pem_slice(creds.key_pem.as_bytes()).context("parsing serving key")?;
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
@@ -155,7 +181,10 @@ mod tests {
         assert_eq!(first.ca_pem, second.ca_pem);
         assert_eq!(first.token, second.token);
         for f in [CA_KEY, SERVER_KEY, TOKEN] {
-            let mode = fs::metadata(dir.path().join(f)).unwrap().permissions().mode();
+            let mode = fs::metadata(dir.path().join(f))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600, "{f}");
         }
         server_tls_config(&second).unwrap();

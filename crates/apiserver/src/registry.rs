@@ -95,14 +95,18 @@ fn store_error(info: &ResourceInfo, name: &str, err: StoreError) -> ApiError {
         StoreError::NotFound => ApiError::not_found(info.plural, info.group, name),
         StoreError::Conflict(_) => ApiError::conflict(info.plural, info.group, name),
         StoreError::Compacted { .. } => ApiError::gone(err.to_string()),
-        StoreError::FutureRevision(_) => ApiError::timeout(format!("Too large resource version: {err}")),
+        StoreError::FutureRevision(_) => {
+            ApiError::timeout(format!("Too large resource version: {err}"))
+        }
         StoreError::Backend(msg) => ApiError::internal(msg),
     }
 }
 
 /// The current time as Kubernetes writes timestamps (RFC 3339, seconds, UTC).
 pub fn now_rfc3339() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 fn random_suffix() -> String {
@@ -110,12 +114,15 @@ fn random_suffix() -> String {
     // Upstream's alphabet for generated names: no vowels (no words), no confusable characters.
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut rng = rand::rng();
-    (0..5).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+    (0..5)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 /// Sets `metadata.resourceVersion` on a stored value.
 pub fn with_revision(kv: &KeyValue) -> Result<Value, ApiError> {
-    let mut v: Value = serde_json::from_slice(&kv.value).map_err(|e| ApiError::internal(format!("corrupt stored object {}: {e}", kv.key)))?;
+    let mut v: Value = serde_json::from_slice(&kv.value)
+        .map_err(|e| ApiError::internal(format!("corrupt stored object {}: {e}", kv.key)))?;
     v["metadata"]["resourceVersion"] = kv.mod_revision.to_string().into();
     Ok(v)
 }
@@ -141,7 +148,9 @@ fn strip_revision(object: &Value) -> Value {
 }
 
 fn has_finalizers(object: &Value) -> bool {
-    object["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty())
+    object["metadata"]["finalizers"]
+        .as_array()
+        .is_some_and(|f| !f.is_empty())
 }
 
 /// What kind of write an update is.
@@ -165,10 +174,20 @@ impl Registry {
     }
 
     /// Decodes `object` as the resource's kind and applies the field validation mode.
-    fn decode(&self, info: &ResourceInfo, object: Value, opts: &WriteOptions, warnings: &mut Vec<String>) -> Result<Value, ApiError> {
+    fn decode(
+        &self,
+        info: &ResourceInfo,
+        object: Value,
+        opts: &WriteOptions,
+        warnings: &mut Vec<String>,
+    ) -> Result<Value, ApiError> {
         let decoded = kinds::strategy_for(info).decode(info, object)?;
         if !decoded.unknown_fields.is_empty() {
-            let unknown: Vec<String> = decoded.unknown_fields.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+            let unknown: Vec<String> = decoded
+                .unknown_fields
+                .iter()
+                .map(|f| format!("unknown field \"{f}\""))
+                .collect();
             match opts.field_validation {
                 FieldValidation::Strict => {
                     return Err(ApiError::bad_request(format!(
@@ -189,7 +208,9 @@ impl Registry {
     /// checked by the kind's decoder.
     fn check_shape(object: &mut Value) -> Result<(), ApiError> {
         let Some(map) = object.as_object_mut() else {
-            return Err(ApiError::bad_request("the request body must be a JSON or YAML object"));
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON or YAML object",
+            ));
         };
         if !map.get("metadata").is_some_and(Value::is_object) {
             map.insert("metadata".into(), json!({}));
@@ -203,41 +224,74 @@ impl Registry {
         let key = info.storage_key(None, namespace);
         let ns = match self.cache.resource(info).get(&key) {
             Some(o) => Some(o.value()),
-            None => self.store.get(&key).await.map_err(|e| store_error(info, namespace, e))?.map(|kv| with_revision(&kv)).transpose()?,
+            None => self
+                .store
+                .get(&key)
+                .await
+                .map_err(|e| store_error(info, namespace, e))?
+                .map(|kv| with_revision(&kv))
+                .transpose()?,
         };
         match ns {
             None => Err(ApiError::not_found("namespaces", "", namespace)),
-            Some(ns) if ns["status"]["phase"] == "Terminating" || !ns["metadata"]["deletionTimestamp"].is_null() => Err(ApiError::forbidden(format!(
-                "unable to create new content in namespace {namespace} because it is being terminated"
-            ))),
+            Some(ns)
+                if ns["status"]["phase"] == "Terminating"
+                    || !ns["metadata"]["deletionTimestamp"].is_null() =>
+            {
+                Err(ApiError::forbidden(format!(
+                    "unable to create new content in namespace {namespace} because it is being terminated"
+                )))
+            }
             Some(_) => Ok(()),
         }
     }
 
     /// Reads one object from the store (a consistent read).
-    pub async fn get(&self, info: &ResourceInfo, namespace: Option<&str>, name: &str) -> Result<(Value, KeyValue), ApiError> {
+    pub async fn get(
+        &self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<(Value, KeyValue), ApiError> {
         let key = info.storage_key(namespace, name);
-        match self.store.get(&key).await.map_err(|e| store_error(info, name, e))? {
+        match self
+            .store
+            .get(&key)
+            .await
+            .map_err(|e| store_error(info, name, e))?
+        {
             Some(kv) => Ok((with_revision(&kv)?, kv)),
             None => Err(ApiError::not_found(info.plural, info.group, name)),
         }
     }
 
     /// Creates an object (POST).
-    pub async fn create(&self, info: &ResourceInfo, namespace: Option<&str>, mut object: Value, opts: &WriteOptions) -> Result<Written, ApiError> {
+    pub async fn create(
+        &self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        mut object: Value,
+        opts: &WriteOptions,
+    ) -> Result<Written, ApiError> {
         let strategy = kinds::strategy_for(info);
         Self::check_shape(&mut object)?;
         let mut warnings = Vec::new();
         let mut object = self.decode(info, object, opts, &mut warnings)?;
         if meta_str(&object, "resourceVersion").is_some() {
-            return Err(ApiError::bad_request("resourceVersion should not be set on objects to be created"));
+            return Err(ApiError::bad_request(
+                "resourceVersion should not be set on objects to be created",
+            ));
         }
-        let meta = object["metadata"].as_object_mut().expect("check_shape made metadata an object");
+        let meta = object["metadata"]
+            .as_object_mut()
+            .expect("check_shape made metadata an object");
         if info.namespaced {
             let ns = namespace.unwrap_or_default();
             match meta.get("namespace").and_then(Value::as_str) {
                 Some(given) if !given.is_empty() && given != ns => {
-                    return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request"));
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ));
                 }
                 _ => {
                     meta.insert("namespace".into(), ns.into());
@@ -246,22 +300,39 @@ impl Registry {
         } else {
             meta.remove("namespace");
         }
-        let has_name = meta.get("name").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+        let has_name = meta
+            .get("name")
+            .and_then(Value::as_str)
+            .is_some_and(|n| !n.is_empty());
         if !has_name {
-            if let Some(prefix) = meta.get("generateName").and_then(Value::as_str).filter(|p| !p.is_empty()) {
+            if let Some(prefix) = meta
+                .get("generateName")
+                .and_then(Value::as_str)
+                .filter(|p| !p.is_empty())
+            {
                 let name = format!("{prefix}{}", random_suffix());
                 meta.insert("name".into(), name.into());
             }
         }
         meta.insert("uid".into(), uuid::Uuid::new_v4().to_string().into());
         meta.insert("creationTimestamp".into(), now_rfc3339().into());
-        for transient in ["generation", "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields", "selfLink"] {
+        for transient in [
+            "generation",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "managedFields",
+            "selfLink",
+        ] {
             meta.remove(transient);
         }
         strategy.prepare_for_create(&mut object);
         strategy.default(&mut object);
         crate::admission::admit_create(info, &mut object);
-        let mut errors = validation::validate_object_meta_with_rule(&object["metadata"], info.namespaced, NameRule::for_kind(info.kind, info.group));
+        let mut errors = validation::validate_object_meta_with_rule(
+            &object["metadata"],
+            info.namespaced,
+            NameRule::for_kind(info.kind, info.group),
+        );
         errors.extend(strategy.validate(&object));
         let name = meta_str(&object, "name").unwrap_or_default().to_string();
         if !errors.is_empty() {
@@ -275,7 +346,11 @@ impl Registry {
         }
         // Services hold addresses from shared ranges, as upstream's service storage does.
         let is_service = info.group.is_empty() && info.kind == "Service";
-        let allocation = if is_service { Some(service_alloc::allocate(&self.store, &mut object).await?) } else { None };
+        let allocation = if is_service {
+            Some(service_alloc::allocate(&self.store, &mut object).await?)
+        } else {
+            None
+        };
         let key = info.storage_key(namespace, &name);
         match self.store.create(&key, encode_for_storage(&object)).await {
             Ok(rev) => {
@@ -295,7 +370,14 @@ impl Registry {
     /// another writer got in between (upstream's `GuaranteedUpdate`). `transform` receives the
     /// current object (with its resourceVersion) and returns the desired one; returning an
     /// object equal to the current one writes nothing and keeps the resourceVersion.
-    pub async fn guaranteed_update<F>(&self, info: &ResourceInfo, namespace: Option<&str>, name: &str, dry_run: bool, mut transform: F) -> Result<Value, ApiError>
+    pub async fn guaranteed_update<F>(
+        &self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        dry_run: bool,
+        mut transform: F,
+    ) -> Result<Value, ApiError>
     where
         F: FnMut(&Value) -> Result<Value, ApiError>,
     {
@@ -312,9 +394,18 @@ impl Registry {
             }
             // Removing the last finalizer of an object being deleted completes the deletion.
             let result = if Self::deletion_complete(info, &desired) {
-                self.store.delete(&key, Some(kv.mod_revision)).await.map(|(rev, _)| rev)
+                self.store
+                    .delete(&key, Some(kv.mod_revision))
+                    .await
+                    .map(|(rev, _)| rev)
             } else {
-                self.store.update(&key, encode_for_storage(&desired_plain), Some(kv.mod_revision)).await
+                self.store
+                    .update(
+                        &key,
+                        encode_for_storage(&desired_plain),
+                        Some(kv.mod_revision),
+                    )
+                    .await
             };
             match result {
                 Ok(rev) => {
@@ -335,12 +426,27 @@ impl Registry {
         let core = info.group.is_empty();
         !object["metadata"]["deletionTimestamp"].is_null()
             && !has_finalizers(object)
-            && !(core && info.kind == "Pod" && object["metadata"]["deletionGracePeriodSeconds"].as_i64().unwrap_or(0) > 0)
-            && !(core && info.kind == "Namespace" && object["spec"]["finalizers"].as_array().is_some_and(|f| !f.is_empty()))
+            && !(core
+                && info.kind == "Pod"
+                && object["metadata"]["deletionGracePeriodSeconds"]
+                    .as_i64()
+                    .unwrap_or(0)
+                    > 0)
+            && !(core
+                && info.kind == "Namespace"
+                && object["spec"]["finalizers"]
+                    .as_array()
+                    .is_some_and(|f| !f.is_empty()))
     }
 
     /// `PUT namespaces/<name>/finalize`: replaces `spec.finalizers` and nothing else.
-    pub async fn finalize_namespace(&self, info: &ResourceInfo, name: &str, body: &Value, dry_run: bool) -> Result<Value, ApiError> {
+    pub async fn finalize_namespace(
+        &self,
+        info: &ResourceInfo,
+        name: &str,
+        body: &Value,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
         let finalizers = body["spec"]["finalizers"].clone();
         self.guaranteed_update(info, None, name, dry_run, |current| {
             let mut next = current.clone();
@@ -358,11 +464,21 @@ impl Registry {
     }
 
     /// Replaces an object (PUT) or its status. A stale `metadata.resourceVersion` is a 409.
-    pub async fn update(&self, info: &ResourceInfo, namespace: Option<&str>, name: &str, mut body: Value, target: UpdateTarget, opts: &WriteOptions) -> Result<Written, ApiError> {
+    pub async fn update(
+        &self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        mut body: Value,
+        target: UpdateTarget,
+        opts: &WriteOptions,
+    ) -> Result<Written, ApiError> {
         Self::check_shape(&mut body)?;
         match meta_str(&body, "name") {
             Some(n) if n != name => {
-                return Err(ApiError::bad_request(format!("the name of the object ({n}) does not match the name on the URL ({name})")));
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({n}) does not match the name on the URL ({name})"
+                )));
             }
             None => {
                 return Err(ApiError::bad_request("name is required in metadata"));
@@ -372,7 +488,9 @@ impl Registry {
         if info.namespaced {
             if let Some(ns) = meta_str(&body, "namespace") {
                 if Some(ns) != namespace {
-                    return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request"));
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ));
                 }
             }
         }
@@ -393,7 +511,16 @@ impl Registry {
     }
 
     /// Applies a patch (PATCH) to an object or its status.
-    pub async fn patch(&self, info: &ResourceInfo, namespace: Option<&str>, name: &str, patch_type: PatchType, patch_body: &Value, target: UpdateTarget, opts: &WriteOptions) -> Result<Written, ApiError> {
+    pub async fn patch(
+        &self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        patch_type: PatchType,
+        patch_body: &Value,
+        target: UpdateTarget,
+        opts: &WriteOptions,
+    ) -> Result<Written, ApiError> {
         let mut warnings = Vec::new();
         let object = self
             .guaranteed_update(info, namespace, name, opts.dry_run, |current| {
@@ -420,11 +547,27 @@ impl Registry {
 
     /// Turns a decoded request object into the object to store in place of `current`:
     /// system metadata carried over, strategy hooks, defaults, validation, generation.
-    fn prepare_update(&self, info: &ResourceInfo, mut new: Value, current: &Value, target: UpdateTarget) -> Result<Value, ApiError> {
+    fn prepare_update(
+        &self,
+        info: &ResourceInfo,
+        mut new: Value,
+        current: &Value,
+        target: UpdateTarget,
+    ) -> Result<Value, ApiError> {
         let strategy = kinds::strategy_for(info);
         let old_meta = current["metadata"].as_object().cloned().unwrap_or_default();
-        let meta = new["metadata"].as_object_mut().expect("check_shape made metadata an object");
-        for system in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "namespace", "resourceVersion"] {
+        let meta = new["metadata"]
+            .as_object_mut()
+            .expect("check_shape made metadata an object");
+        for system in [
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+            "namespace",
+            "resourceVersion",
+        ] {
             match old_meta.get(system) {
                 Some(v) => meta.insert(system.into(), v.clone()),
                 None => meta.remove(system),
@@ -437,14 +580,21 @@ impl Registry {
         }
         strategy.default(&mut new);
         let name = meta_str(&new, "name").unwrap_or_default().to_string();
-        let mut errors: Vec<FieldError> = validation::validate_object_meta_update(&new["metadata"], &current["metadata"]);
+        let mut errors: Vec<FieldError> =
+            validation::validate_object_meta_update(&new["metadata"], &current["metadata"]);
         if target == UpdateTarget::Main {
             errors.extend(strategy.validate_update(&new, current));
         }
         // A deleting object may only lose finalizers, never gain new ones (upstream rule).
         if !current["metadata"]["deletionTimestamp"].is_null() {
-            let old: Vec<&Value> = current["metadata"]["finalizers"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
-            if let Some(added) = new["metadata"]["finalizers"].as_array().and_then(|a| a.iter().find(|f| !old.contains(f))) {
+            let old: Vec<&Value> = current["metadata"]["finalizers"]
+                .as_array()
+                .map(|a| a.iter().collect())
+                .unwrap_or_default();
+            if let Some(added) = new["metadata"]["finalizers"]
+                .as_array()
+                .and_then(|a| a.iter().find(|f| !old.contains(f)))
+            {
                 errors.push(FieldError::forbidden("metadata.finalizers", format!("no new finalizers can be added if the object is being deleted, found new finalizers []string{{{added}}}")));
             }
         }
@@ -462,14 +612,27 @@ impl Registry {
 
     /// Deletes an object, honouring preconditions, finalizers, graceful deletion and the
     /// propagation policy.
-    pub async fn delete(&self, info: &ResourceInfo, namespace: Option<&str>, name: &str, opts: &DeleteOptions) -> Result<Deleted, ApiError> {
+    pub async fn delete(
+        &self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> Result<Deleted, ApiError> {
         let key = info.storage_key(namespace, name);
         loop {
             let (current, kv) = self.get(info, namespace, name).await?;
             if let Some(uid) = &opts.precondition_uid {
                 let actual = meta_str(&current, "uid").unwrap_or_default();
                 if uid != actual {
-                    return Err(ApiError::conflict_with(info.plural, info.group, name, &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}")));
+                    return Err(ApiError::conflict_with(
+                        info.plural,
+                        info.group,
+                        name,
+                        &format!(
+                            "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
+                        ),
+                    ));
                 }
             }
             if let Some(rv) = &opts.precondition_resource_version {
@@ -479,22 +642,33 @@ impl Registry {
                         info.plural,
                         info.group,
                         name,
-                        &format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {actual}"),
+                        &format!(
+                            "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {actual}"
+                        ),
                     ));
                 }
             }
             let mut marked = current.clone();
             let keep = self.mark_for_deletion(info, &mut marked, opts);
             if opts.dry_run {
-                return Ok(if keep { Deleted::Pending(marked) } else { Deleted::Gone(current) });
+                return Ok(if keep {
+                    Deleted::Pending(marked)
+                } else {
+                    Deleted::Gone(current)
+                });
             }
             let result = if keep {
                 if strip_revision(&marked) == strip_revision(&current) {
                     return Ok(Deleted::Pending(current));
                 }
-                self.store.update(&key, encode_for_storage(&marked), Some(kv.mod_revision)).await
+                self.store
+                    .update(&key, encode_for_storage(&marked), Some(kv.mod_revision))
+                    .await
             } else {
-                self.store.delete(&key, Some(kv.mod_revision)).await.map(|(rev, _)| rev)
+                self.store
+                    .delete(&key, Some(kv.mod_revision))
+                    .await
+                    .map(|(rev, _)| rev)
             };
             match result {
                 Ok(rev) => {
@@ -503,7 +677,11 @@ impl Registry {
                     }
                     let mut out = if keep { marked } else { current };
                     out["metadata"]["resourceVersion"] = rev.to_string().into();
-                    return Ok(if keep { Deleted::Pending(out) } else { Deleted::Gone(out) });
+                    return Ok(if keep {
+                        Deleted::Pending(out)
+                    } else {
+                        Deleted::Gone(out)
+                    });
                 }
                 Err(StoreError::Conflict(_)) => continue,
                 Err(e) => return Err(store_error(info, name, e)),
@@ -513,13 +691,20 @@ impl Registry {
 
     /// Marks `object` for deletion as upstream's `BeforeDelete` does; returns whether the
     /// object must stay (finalizers or a grace period) rather than be removed now.
-    fn mark_for_deletion(&self, info: &ResourceInfo, object: &mut Value, opts: &DeleteOptions) -> bool {
+    fn mark_for_deletion(
+        &self,
+        info: &ResourceInfo,
+        object: &mut Value,
+        opts: &DeleteOptions,
+    ) -> bool {
         let now = now_rfc3339();
         let is_namespace = info.kind == "Namespace" && info.group.is_empty();
         if is_namespace {
             // Namespaces always go through Terminating: the namespace controller empties them
             // and removes the `kubernetes` finalizer, then they are deleted.
-            let spec_finalizers = object["spec"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
+            let spec_finalizers = object["spec"]["finalizers"]
+                .as_array()
+                .is_some_and(|f| !f.is_empty());
             if spec_finalizers || has_finalizers(object) {
                 if object["metadata"]["deletionTimestamp"].is_null() {
                     object["metadata"]["deletionTimestamp"] = now.into();
@@ -530,13 +715,18 @@ impl Registry {
             }
             return false;
         }
-        let grace = if info.kind == "Pod" && info.group.is_empty() { pod_grace_period(object, opts.grace_period_seconds) } else { 0 };
+        let grace = if info.kind == "Pod" && info.group.is_empty() {
+            pod_grace_period(object, opts.grace_period_seconds)
+        } else {
+            0
+        };
         if grace > 0 {
             let current = object["metadata"]["deletionGracePeriodSeconds"].as_i64();
             // A second delete may shorten the grace period, never lengthen it.
             if current.is_none_or(|c| grace < c) {
                 let deadline = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace);
-                object["metadata"]["deletionTimestamp"] = deadline.strftime("%Y-%m-%dT%H:%M:%SZ").to_string().into();
+                object["metadata"]["deletionTimestamp"] =
+                    deadline.strftime("%Y-%m-%dT%H:%M:%SZ").to_string().into();
                 object["metadata"]["deletionGracePeriodSeconds"] = grace.into();
             }
             return true;
@@ -556,15 +746,29 @@ impl Registry {
 /// never reached a node or already finished (nothing to stop), as upstream's pod strategy.
 fn pod_grace_period(pod: &Value, requested: Option<i64>) -> i64 {
     let unbound = pod["spec"]["nodeName"].as_str().is_none_or(str::is_empty);
-    let finished = matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
+    let finished = matches!(
+        pod["status"]["phase"].as_str(),
+        Some("Succeeded" | "Failed")
+    );
     if unbound || finished {
         return 0;
     }
-    requested.unwrap_or_else(|| pod["spec"]["terminationGracePeriodSeconds"].as_i64().unwrap_or(30)).max(0)
+    requested
+        .unwrap_or_else(|| {
+            pod["spec"]["terminationGracePeriodSeconds"]
+                .as_i64()
+                .unwrap_or(30)
+        })
+        .max(0)
 }
 
 /// Applies a patch of the given type to `current`; `group_kind` is `Kind` or `Kind.group`.
-pub fn apply_patch(group_kind: &str, current: &Value, patch_type: PatchType, body: &Value) -> Result<Value, ApiError> {
+pub fn apply_patch(
+    group_kind: &str,
+    current: &Value,
+    patch_type: PatchType,
+    body: &Value,
+) -> Result<Value, ApiError> {
     match patch_type {
         PatchType::Json => patch::json_patch(current, body),
         PatchType::Merge | PatchType::Apply => patch::merge_patch(current, body),

@@ -47,7 +47,11 @@ pub struct ResourcePath {
 
 /// Resolves a request path.
 pub fn route(path: &str) -> Result<Endpoint, ApiError> {
-    let segments: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let segments: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
     match segments.as_slice() {
         ["version"] => Ok(Endpoint::Version),
         ["healthz" | "livez" | "readyz", ..] => Ok(Endpoint::Health),
@@ -55,11 +59,16 @@ pub fn route(path: &str) -> Result<Endpoint, ApiError> {
         ["apis"] => Ok(Endpoint::GroupsRoot),
         ["apis", group] => Ok(Endpoint::Group(group.to_string())),
         ["api", version] => Ok(Endpoint::GroupVersion(String::new(), version.to_string())),
-        ["apis", group, version] => Ok(Endpoint::GroupVersion(group.to_string(), version.to_string())),
+        ["apis", group, version] => Ok(Endpoint::GroupVersion(
+            group.to_string(),
+            version.to_string(),
+        )),
         ["openapi", "v3"] => Ok(Endpoint::OpenApiIndex),
         ["openapi", "v3", rest @ ..] => Ok(Endpoint::OpenApiDocument(rest.join("/"))),
         ["api", version, rest @ ..] => resource_path("", version, rest).map(Endpoint::Resource),
-        ["apis", group, version, rest @ ..] => resource_path(group, version, rest).map(Endpoint::Resource),
+        ["apis", group, version, rest @ ..] => {
+            resource_path(group, version, rest).map(Endpoint::Resource)
+        }
         _ => Err(ApiError::no_route()),
     }
 }
@@ -69,20 +78,26 @@ fn lookup(group: &str, version: &str, plural: &str) -> Result<&'static ResourceI
 }
 
 fn subresource(info: &ResourceInfo, name: &str) -> Result<Subresource, ApiError> {
-    Subresource::parse(name).filter(|s| info.has_subresource(*s)).ok_or_else(ApiError::no_route)
+    Subresource::parse(name)
+        .filter(|s| info.has_subresource(*s))
+        .ok_or_else(ApiError::no_route)
 }
 
 fn resource_path(group: &str, version: &str, rest: &[&str]) -> Result<ResourcePath, ApiError> {
-    let path = |info, namespace: Option<&str>, name: Option<&str>, sub: Option<Subresource>| ResourcePath {
-        info,
-        namespace: namespace.map(str::to_string),
-        name: name.map(str::to_string),
-        subresource: sub,
+    let path = |info, namespace: Option<&str>, name: Option<&str>, sub: Option<Subresource>| {
+        ResourcePath {
+            info,
+            namespace: namespace.map(str::to_string),
+            name: name.map(str::to_string),
+            subresource: sub,
+        }
     };
     match rest {
         // `namespaces/<ns>/<resource>...` names namespaced objects, unless the third segment is
         // a subresource of the namespace itself (`namespaces/<ns>/status`).
-        ["namespaces", ns, plural, tail @ ..] if group.is_empty() && matches!(*plural, "status" | "finalize") && tail.is_empty() => {
+        ["namespaces", ns, plural, tail @ ..]
+            if group.is_empty() && matches!(*plural, "status" | "finalize") && tail.is_empty() =>
+        {
             let info = lookup(group, version, "namespaces")?;
             Ok(path(info, None, Some(ns), Some(subresource(info, plural)?)))
         }
@@ -94,7 +109,12 @@ fn resource_path(group: &str, version: &str, rest: &[&str]) -> Result<ResourcePa
             match tail {
                 [] => Ok(path(info, Some(ns), None, None)),
                 [name] => Ok(path(info, Some(ns), Some(name), None)),
-                [name, sub] => Ok(path(info, Some(ns), Some(name), Some(subresource(info, sub)?))),
+                [name, sub] => Ok(path(
+                    info,
+                    Some(ns),
+                    Some(name),
+                    Some(subresource(info, sub)?),
+                )),
                 _ => Err(ApiError::no_route()),
             }
         }
@@ -124,7 +144,10 @@ pub struct Query(HashMap<String, String>);
 impl Query {
     /// Parses a raw query string.
     pub fn parse(raw: Option<&str>) -> Self {
-        Self(raw.map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default())
+        Self(
+            raw.map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+                .unwrap_or_default(),
+        )
     }
 
     /// A parameter's value.
@@ -141,7 +164,10 @@ impl Query {
     pub fn int(&self, key: &str) -> Result<Option<i64>, ApiError> {
         self.get(key)
             .filter(|v| !v.is_empty())
-            .map(|v| v.parse().map_err(|_| ApiError::bad_request(format!("invalid value for {key}: {v:?}"))))
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| ApiError::bad_request(format!("invalid value for {key}: {v:?}")))
+            })
             .transpose()
     }
 
@@ -150,7 +176,9 @@ impl Query {
         match self.get("dryRun") {
             None | Some("") => Ok(false),
             Some("All") => Ok(true),
-            Some(other) => Err(ApiError::bad_request(format!("Invalid dry run value: {other}"))),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "Invalid dry run value: {other}"
+            ))),
         }
     }
 }
@@ -180,23 +208,30 @@ pub fn decode_body(media_type: &str, body: &Bytes) -> Result<Value, ApiError> {
 
 /// Decodes a JSON body; malformed input is a 400 that quotes the parser.
 pub fn decode_json(body: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("error decoding body: {e}")))
 }
 
 /// Decodes a YAML body (JSON is YAML too).
 pub fn decode_yaml(body: &[u8]) -> Result<Value, ApiError> {
-    let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("error decoding YAML: body is not UTF-8"))?;
-    serde_saphyr::from_str(text).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::bad_request("error decoding YAML: body is not UTF-8"))?;
+    serde_saphyr::from_str(text)
+        .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
 }
 
 /// Whether the client asked for a `meta.k8s.io` Table.
 pub fn wants_table(headers: &HeaderMap) -> bool {
-    headers.get_all(http::header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).any(|accept| {
-        accept.split(',').any(|offer| {
-            let params: Vec<&str> = offer.split(';').map(str::trim).collect();
-            params.contains(&"as=Table") && params.contains(&"g=meta.k8s.io")
+    headers
+        .get_all(http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|accept| {
+            accept.split(',').any(|offer| {
+                let params: Vec<&str> = offer.split(';').map(str::trim).collect();
+                params.contains(&"as=Table") && params.contains(&"g=meta.k8s.io")
+            })
         })
-    })
 }
 
 #[cfg(test)]
@@ -213,11 +248,30 @@ mod tests {
     #[test]
     fn routes() {
         let r = resource("/apis/apps/v1/namespaces/data/deployments/web/scale");
-        assert_eq!((r.info.plural, r.namespace.as_deref(), r.name.as_deref(), r.subresource), ("deployments", Some("data"), Some("web"), Some(Subresource::Scale)));
+        assert_eq!(
+            (
+                r.info.plural,
+                r.namespace.as_deref(),
+                r.name.as_deref(),
+                r.subresource
+            ),
+            (
+                "deployments",
+                Some("data"),
+                Some("web"),
+                Some(Subresource::Scale)
+            )
+        );
         let r = resource("/api/v1/namespaces/data");
-        assert_eq!((r.info.plural, r.namespace, r.name.as_deref()), ("namespaces", None, Some("data")));
+        assert_eq!(
+            (r.info.plural, r.namespace, r.name.as_deref()),
+            ("namespaces", None, Some("data"))
+        );
         let r = resource("/api/v1/namespaces/data/status");
-        assert_eq!((r.info.plural, r.name.as_deref(), r.subresource), ("namespaces", Some("data"), Some(Subresource::Status)));
+        assert_eq!(
+            (r.info.plural, r.name.as_deref(), r.subresource),
+            ("namespaces", Some("data"), Some(Subresource::Status))
+        );
         let r = resource("/api/v1/nodes/n1/status");
         assert_eq!(r.subresource, Some(Subresource::Status));
         let r = resource("/api/v1/pods");
@@ -225,13 +279,20 @@ mod tests {
         assert!(route("/apis/apps/v1/namespaces/x/daemonsets/y/scale").is_err());
         assert!(route("/apis/apps/v1/namespaces/x/nopes").is_err());
         assert!(route("/api/v1/namespaces/x/nodes").is_err());
-        assert!(matches!(route("/openapi/v3/apis/apps/v1").unwrap(), Endpoint::OpenApiDocument(p) if p == "apis/apps/v1"));
+        assert!(
+            matches!(route("/openapi/v3/apis/apps/v1").unwrap(), Endpoint::OpenApiDocument(p) if p == "apis/apps/v1")
+        );
     }
 
     #[test]
     fn table_negotiation() {
         let mut h = HeaderMap::new();
-        h.insert(http::header::ACCEPT, "application/json;as=Table;v=v1;g=meta.k8s.io,application/json".parse().unwrap());
+        h.insert(
+            http::header::ACCEPT,
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+                .parse()
+                .unwrap(),
+        );
         assert!(wants_table(&h));
         h.insert(http::header::ACCEPT, "application/json".parse().unwrap());
         assert!(!wants_table(&h));

@@ -9,7 +9,10 @@ use skiff_api::ApiError;
 
 /// A JSON response.
 pub fn json(status: StatusCode, body: &Value) -> Response {
-    raw_json(status, Bytes::from(serde_json::to_vec(body).expect("a JSON value always serializes")))
+    raw_json(
+        status,
+        Bytes::from(serde_json::to_vec(body).expect("a JSON value always serializes")),
+    )
 }
 
 /// A JSON response from bytes already serialized.
@@ -21,7 +24,10 @@ pub fn raw_json(status: StatusCode, body: Bytes) -> Response {
 pub fn with_type(status: StatusCode, body: Bytes, content_type: &str) -> Response {
     let mut resp = Response::new(Body::from(body));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_str(content_type).expect("valid content type"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(content_type).expect("valid content type"),
+    );
     resp
 }
 

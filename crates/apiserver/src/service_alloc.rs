@@ -30,7 +30,12 @@ pub struct Allocation {
     keys: Vec<String>,
 }
 
-async fn claim(store: &Arc<dyn Store>, key: String, owner: &str, alloc: &mut Allocation) -> Result<bool, ApiError> {
+async fn claim(
+    store: &Arc<dyn Store>,
+    key: String,
+    owner: &str,
+    alloc: &mut Allocation,
+) -> Result<bool, ApiError> {
     match store.create(&key, owner.as_bytes().to_vec().into()).await {
         Ok(_) => {
             alloc.keys.push(key);
@@ -42,7 +47,12 @@ async fn claim(store: &Arc<dyn Store>, key: String, owner: &str, alloc: &mut All
 }
 
 fn invalid(name: &str, field: &str, value: Value, detail: String) -> ApiError {
-    ApiError::invalid("Service", "", name, &[FieldError::invalid(field, value, detail)])
+    ApiError::invalid(
+        "Service",
+        "",
+        name,
+        &[FieldError::invalid(field, value, detail)],
+    )
 }
 
 /// Allocates what a new Service needs and writes it into `service`: `spec.clusterIP(s)` unless
@@ -58,26 +68,61 @@ pub async fn allocate(store: &Arc<dyn Store>, service: &mut Value) -> Result<All
     }
 }
 
-async fn allocate_into(store: &Arc<dyn Store>, service: &mut Value, alloc: &mut Allocation) -> Result<(), ApiError> {
-    let name = service["metadata"]["name"].as_str().unwrap_or_default().to_string();
-    let owner = format!("{}/{name}", service["metadata"]["namespace"].as_str().unwrap_or_default());
-    let kind = service["spec"]["type"].as_str().unwrap_or("ClusterIP").to_string();
+async fn allocate_into(
+    store: &Arc<dyn Store>,
+    service: &mut Value,
+    alloc: &mut Allocation,
+) -> Result<(), ApiError> {
+    let name = service["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let owner = format!(
+        "{}/{name}",
+        service["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+    );
+    let kind = service["spec"]["type"]
+        .as_str()
+        .unwrap_or("ClusterIP")
+        .to_string();
     if kind != "ExternalName" {
-        let requested = service["spec"]["clusterIP"].as_str().filter(|s| !s.is_empty()).map(str::to_string);
+        let requested = service["spec"]["clusterIP"]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
         match requested.as_deref() {
             Some("None") => {
                 service["spec"]["clusterIPs"] = serde_json::json!(["None"]);
             }
             Some(ip) => {
-                let parsed: Ipv4Addr = ip.parse().map_err(|_| invalid(&name, "spec.clusterIPs[0]", ip.into(), "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)".into()))?;
+                let parsed: Ipv4Addr = ip.parse().map_err(|_| {
+                    invalid(
+                        &name,
+                        "spec.clusterIPs[0]",
+                        ip.into(),
+                        "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)".into(),
+                    )
+                })?;
                 if !in_range(parsed) {
-                    return Err(invalid(&name, "spec.clusterIPs[0]", ip.into(), format!(
-                        "failed to allocate IP {ip}: the provided IP ({ip}) is not in the valid range. The range of valid IPs is {}/{}",
-                        SERVICE_CIDR.0, SERVICE_CIDR.1
-                    )));
+                    return Err(invalid(
+                        &name,
+                        "spec.clusterIPs[0]",
+                        ip.into(),
+                        format!(
+                            "failed to allocate IP {ip}: the provided IP ({ip}) is not in the valid range. The range of valid IPs is {}/{}",
+                            SERVICE_CIDR.0, SERVICE_CIDR.1
+                        ),
+                    ));
                 }
                 if !claim(store, format!("{IP_PREFIX}{ip}"), &owner, alloc).await? {
-                    return Err(invalid(&name, "spec.clusterIPs[0]", ip.into(), format!("failed to allocate IP {ip}: provided IP is already allocated")));
+                    return Err(invalid(
+                        &name,
+                        "spec.clusterIPs[0]",
+                        ip.into(),
+                        format!("failed to allocate IP {ip}: provided IP is already allocated"),
+                    ));
                 }
                 service["spec"]["clusterIPs"] = serde_json::json!([ip]);
             }
@@ -89,7 +134,10 @@ async fn allocate_into(store: &Arc<dyn Store>, service: &mut Value, alloc: &mut 
         }
     }
     if matches!(kind.as_str(), "NodePort" | "LoadBalancer") {
-        let ports = service["spec"]["ports"].as_array().cloned().unwrap_or_default();
+        let ports = service["spec"]["ports"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let mut out = Vec::with_capacity(ports.len());
         for (i, mut port) in ports.into_iter().enumerate() {
             let node_port = match port["nodePort"].as_u64().filter(|p| *p != 0) {
@@ -98,7 +146,12 @@ async fn allocate_into(store: &Arc<dyn Store>, service: &mut Value, alloc: &mut 
                         invalid(&name, &format!("spec.ports[{i}].nodePort"), p.into(), "provided port is not in the valid range. The range of valid ports is 30000-32767".into())
                     })?;
                     if !claim(store, format!("{PORT_PREFIX}{p}"), &owner, alloc).await? {
-                        return Err(invalid(&name, &format!("spec.ports[{i}].nodePort"), p.into(), "provided port is already allocated".into()));
+                        return Err(invalid(
+                            &name,
+                            &format!("spec.ports[{i}].nodePort"),
+                            p.into(),
+                            "provided port is already allocated".into(),
+                        ));
                     }
                     p
                 }
@@ -112,7 +165,11 @@ async fn allocate_into(store: &Arc<dyn Store>, service: &mut Value, alloc: &mut 
     Ok(())
 }
 
-async fn random_ip(store: &Arc<dyn Store>, owner: &str, alloc: &mut Allocation) -> Result<String, ApiError> {
+async fn random_ip(
+    store: &Arc<dyn Store>,
+    owner: &str,
+    alloc: &mut Allocation,
+) -> Result<String, ApiError> {
     let (base, bits) = SERVICE_CIDR;
     let size = 1u32 << (32 - bits);
     for _ in 0..64 {
@@ -123,17 +180,25 @@ async fn random_ip(store: &Arc<dyn Store>, owner: &str, alloc: &mut Allocation) 
             return Ok(ip);
         }
     }
-    Err(ApiError::internal("failed to allocate a service IP: range is full"))
+    Err(ApiError::internal(
+        "failed to allocate a service IP: range is full",
+    ))
 }
 
-async fn random_port(store: &Arc<dyn Store>, owner: &str, alloc: &mut Allocation) -> Result<u16, ApiError> {
+async fn random_port(
+    store: &Arc<dyn Store>,
+    owner: &str,
+    alloc: &mut Allocation,
+) -> Result<u16, ApiError> {
     for _ in 0..64 {
         let port = rand::rng().random_range(NODE_PORTS);
         if claim(store, format!("{PORT_PREFIX}{port}"), owner, alloc).await? {
             return Ok(port);
         }
     }
-    Err(ApiError::internal("failed to allocate a node port: range is full"))
+    Err(ApiError::internal(
+        "failed to allocate a node port: range is full",
+    ))
 }
 
 /// Frees an allocation whose Service was not created.
@@ -146,12 +211,22 @@ pub async fn release_allocation(store: &Arc<dyn Store>, alloc: Allocation) {
 /// Frees what a deleted Service held.
 pub async fn release(store: &Arc<dyn Store>, service: &Value) {
     let mut keys = Vec::new();
-    for ip in service["spec"]["clusterIPs"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+    for ip in service["spec"]["clusterIPs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
         if ip != "None" {
             keys.push(format!("{IP_PREFIX}{ip}"));
         }
     }
-    for port in service["spec"]["ports"].as_array().into_iter().flatten().filter_map(|p| p["nodePort"].as_u64()) {
+    for port in service["spec"]["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["nodePort"].as_u64())
+    {
         keys.push(format!("{PORT_PREFIX}{port}"));
     }
     release_allocation(store, Allocation { keys }).await;

@@ -10,7 +10,9 @@ use skiff_api::{ApiError, FieldError, ResourceInfo};
 /// The Scale view of a workload.
 fn scale_of(object: &Value) -> Value {
     let meta = &object["metadata"];
-    let selector = LabelSelector::from_json(object["spec"].get("selector")).map(|s| s.to_string()).unwrap_or_default();
+    let selector = LabelSelector::from_json(object["spec"].get("selector"))
+        .map(|s| s.to_string())
+        .unwrap_or_default();
     json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
@@ -24,29 +26,58 @@ fn scale_of(object: &Value) -> Value {
 }
 
 /// `GET …/scale`.
-pub async fn get_scale(registry: &Registry, info: &ResourceInfo, ns: Option<&str>, name: &str) -> Result<Value, ApiError> {
+pub async fn get_scale(
+    registry: &Registry,
+    info: &ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+) -> Result<Value, ApiError> {
     Ok(scale_of(&registry.get(info, ns, name).await?.0))
 }
 
 /// Writes `desired` (a whole Scale) to the workload: its `spec.replicas`, with its
 /// `metadata.resourceVersion` as a precondition when set.
-async fn write_scale<F>(registry: &Registry, info: &ResourceInfo, ns: Option<&str>, name: &str, dry_run: bool, mut desired: F) -> Result<Value, ApiError>
+async fn write_scale<F>(
+    registry: &Registry,
+    info: &ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+    dry_run: bool,
+    mut desired: F,
+) -> Result<Value, ApiError>
 where
     F: FnMut(&Value) -> Result<Value, ApiError>,
 {
     let updated = registry
         .guaranteed_update(info, ns, name, dry_run, |current| {
             let scale = desired(&scale_of(current))?;
-            if let Some(rv) = scale["metadata"]["resourceVersion"].as_str().filter(|s| !s.is_empty()) {
+            if let Some(rv) = scale["metadata"]["resourceVersion"]
+                .as_str()
+                .filter(|s| !s.is_empty())
+            {
                 if Some(rv) != current["metadata"]["resourceVersion"].as_str() {
                     return Err(ApiError::conflict(info.plural, info.group, name));
                 }
             }
             let replicas = match &scale["spec"]["replicas"] {
-                Value::Number(n) if n.as_i64().is_some_and(|r| r >= 0 && r <= i64::from(i32::MAX)) => n.as_i64().expect("checked"),
+                Value::Number(n)
+                    if n.as_i64()
+                        .is_some_and(|r| r >= 0 && r <= i64::from(i32::MAX)) =>
+                {
+                    n.as_i64().expect("checked")
+                }
                 Value::Null => 0,
                 other => {
-                    return Err(ApiError::invalid("Scale", "autoscaling", name, &[FieldError::invalid("spec.replicas", other.clone(), "must be greater than or equal to 0")]));
+                    return Err(ApiError::invalid(
+                        "Scale",
+                        "autoscaling",
+                        name,
+                        &[FieldError::invalid(
+                            "spec.replicas",
+                            other.clone(),
+                            "must be greater than or equal to 0",
+                        )],
+                    ));
                 }
             };
             let mut next = current.clone();
@@ -62,24 +93,60 @@ where
 }
 
 /// `PUT …/scale`.
-pub async fn update_scale(registry: &Registry, info: &ResourceInfo, ns: Option<&str>, name: &str, body: &Value, dry_run: bool) -> Result<Value, ApiError> {
+pub async fn update_scale(
+    registry: &Registry,
+    info: &ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+    body: &Value,
+    dry_run: bool,
+) -> Result<Value, ApiError> {
     if body["metadata"]["name"].as_str().is_some_and(|n| n != name) {
-        return Err(ApiError::bad_request(format!("the name of the object ({}) does not match the name on the URL ({name})", body["metadata"]["name"].as_str().unwrap_or_default())));
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({}) does not match the name on the URL ({name})",
+            body["metadata"]["name"].as_str().unwrap_or_default()
+        )));
     }
     write_scale(registry, info, ns, name, dry_run, |_| Ok(body.clone())).await
 }
 
 /// `PATCH …/scale`.
-pub async fn patch_scale(registry: &Registry, info: &ResourceInfo, ns: Option<&str>, name: &str, patch_type: PatchType, patch: &Value, dry_run: bool) -> Result<Value, ApiError> {
-    write_scale(registry, info, ns, name, dry_run, |current| apply_patch("Scale.autoscaling", current, patch_type, patch)).await
+pub async fn patch_scale(
+    registry: &Registry,
+    info: &ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+    patch_type: PatchType,
+    patch: &Value,
+    dry_run: bool,
+) -> Result<Value, ApiError> {
+    write_scale(registry, info, ns, name, dry_run, |current| {
+        apply_patch("Scale.autoscaling", current, patch_type, patch)
+    })
+    .await
 }
 
 /// `POST pods/<name>/binding`: assigns an unassigned pod to a node, as upstream's
 /// `BindingREST` (which also records the PodScheduled condition).
-pub async fn bind(registry: &Registry, info: &ResourceInfo, ns: Option<&str>, name: &str, binding: &Value, dry_run: bool) -> Result<(), ApiError> {
-    let node = binding["target"]["name"].as_str().filter(|n| !n.is_empty()).ok_or_else(|| {
-        ApiError::invalid("Binding", "", name, &[FieldError::required("target.name", "")])
-    })?;
+pub async fn bind(
+    registry: &Registry,
+    info: &ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+    binding: &Value,
+    dry_run: bool,
+) -> Result<(), ApiError> {
+    let node = binding["target"]["name"]
+        .as_str()
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "Binding",
+                "",
+                name,
+                &[FieldError::required("target.name", "")],
+            )
+        })?;
     registry
         .guaranteed_update(info, ns, name, dry_run, |pod| {
             if !pod["metadata"]["deletionTimestamp"].is_null() {

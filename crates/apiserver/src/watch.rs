@@ -1,6 +1,6 @@
 //! Watches: a chunked stream of newline-delimited watch events, served from the cache.
 
-use crate::cache::{Cache, Change, ChangeType, CachedObject};
+use crate::cache::{Cache, CachedObject, Change, ChangeType};
 use crate::list::{Filter, IncludeObject, render_table, wait_for};
 use crate::request::Query;
 use bytes::Bytes;
@@ -42,17 +42,33 @@ pub struct WatchRequest {
 
 impl WatchRequest {
     /// Reads a watch request's parameters.
-    pub fn from_query(info: &'static ResourceInfo, namespace: Option<String>, query: &Query, format: Format) -> Result<Self, ApiError> {
+    pub fn from_query(
+        info: &'static ResourceInfo,
+        namespace: Option<String>,
+        query: &Query,
+        format: Format,
+    ) -> Result<Self, ApiError> {
         let filter = Filter::from_query(info, query)?;
-        let from = match query.get("resourceVersion").filter(|v| !v.is_empty() && *v != "0") {
-            Some(rv) => Some(rv.parse().map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv}")))?),
-            None => None,
-        };
+        let from =
+            match query
+                .get("resourceVersion")
+                .filter(|v| !v.is_empty() && *v != "0")
+            {
+                Some(rv) => Some(rv.parse().map_err(|_| {
+                    ApiError::bad_request(format!("invalid resource version: {rv}"))
+                })?),
+                None => None,
+            };
         let send_initial = query.flag("sendInitialEvents");
         if send_initial && query.get("resourceVersionMatch") != Some("NotOlderThan") {
-            return Err(ApiError::unprocessable("sendInitialEvents is forbidden for watch unless resourceVersionMatch is set to NotOlderThan"));
+            return Err(ApiError::unprocessable(
+                "sendInitialEvents is forbidden for watch unless resourceVersionMatch is set to NotOlderThan",
+            ));
         }
-        let timeout = query.int("timeoutSeconds")?.filter(|t| *t > 0).map_or(DEFAULT_TIMEOUT, |t| Duration::from_secs(t as u64));
+        let timeout = query
+            .int("timeoutSeconds")?
+            .filter(|t| *t > 0)
+            .map_or(DEFAULT_TIMEOUT, |t| Duration::from_secs(t as u64));
         Ok(Self {
             info,
             namespace,
@@ -68,15 +84,24 @@ impl WatchRequest {
 
     /// Starts the watch: resolves the starting point (410 Expired when it is too old) and
     /// returns the event stream.
-    pub async fn start(self, store: &Arc<dyn Store>, cache: Arc<Cache>) -> Result<impl Stream<Item = Result<Bytes, std::convert::Infallible>> + use<>, ApiError> {
+    pub async fn start(
+        self,
+        store: &Arc<dyn Store>,
+        cache: Arc<Cache>,
+    ) -> Result<impl Stream<Item = Result<Bytes, std::convert::Infallible>> + use<>, ApiError> {
         match self.from {
             Some(rv) => wait_for(&cache, rv).await?,
             None => {
-                let current = store.current_revision().await.map_err(|e| ApiError::internal(e.to_string()))?;
+                let current = store
+                    .current_revision()
+                    .await
+                    .map_err(|e| ApiError::internal(e.to_string()))?;
                 wait_for(&cache, current).await?;
             }
         }
-        let start = cache.resource(self.info).watch(self.from, self.namespace.as_deref());
+        let start = cache
+            .resource(self.info)
+            .watch(self.from, self.namespace.as_deref());
         let (initial, live, after, expired) = match start {
             Ok(s) => (s.initial, Some(s.live), s.after, None),
             Err(too_old) => (Vec::new(), None, 0, Some(too_old.oldest)),
@@ -93,7 +118,9 @@ fn visible(filter: &Filter, change: &Change) -> Option<&'static str> {
     let now = filter.matches(&change.object);
     let before = change.prev.as_ref().is_some_and(|p| filter.matches(p));
     match (change.kind, before, now) {
-        (ChangeType::Deleted, _, _) => (before || (change.prev.is_none() && now)).then_some("DELETED"),
+        (ChangeType::Deleted, _, _) => {
+            (before || (change.prev.is_none() && now)).then_some("DELETED")
+        }
         (ChangeType::Added, _, true) => Some("ADDED"),
         (ChangeType::Modified, true, true) => Some("MODIFIED"),
         (ChangeType::Modified, false, true) => Some("ADDED"),
@@ -118,7 +145,13 @@ impl Renderer {
             Format::Object => out.extend_from_slice(&object.json),
             Format::Table(include) => {
                 let value = object.value();
-                let table = render_table(self.info, std::iter::once(&value), json!({"resourceVersion": object.revision.to_string()}), include, !self.sent_headers);
+                let table = render_table(
+                    self.info,
+                    std::iter::once(&value),
+                    json!({"resourceVersion": object.revision.to_string()}),
+                    include,
+                    !self.sent_headers,
+                );
                 self.sent_headers = true;
                 serde_json::to_writer(&mut out, &table).expect("serializes");
             }
@@ -133,7 +166,8 @@ impl Renderer {
             meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
         let object = json!({"kind": self.info.kind, "apiVersion": self.info.api_version(), "metadata": meta});
-        let mut out = serde_json::to_vec(&json!({"type": "BOOKMARK", "object": object})).expect("serializes");
+        let mut out =
+            serde_json::to_vec(&json!({"type": "BOOKMARK", "object": object})).expect("serializes");
         out.push(b'\n');
         Bytes::from(out)
     }
@@ -142,13 +176,17 @@ impl Renderer {
 /// The cache revision a bookmark may claim: every change up to it has been taken off `live`.
 /// The revision is read before the queue is checked, because the cache broadcasts a change
 /// before it publishes the revision; `None` while changes are still queued.
-fn caught_up(revisions: &mut tokio::sync::watch::Receiver<Revision>, live: &tokio::sync::broadcast::Receiver<Arc<Change>>) -> Option<Revision> {
+fn caught_up(
+    revisions: &mut tokio::sync::watch::Receiver<Revision>,
+    live: &tokio::sync::broadcast::Receiver<Arc<Change>>,
+) -> Option<Revision> {
     let rev = *revisions.borrow_and_update();
     live.is_empty().then_some(rev)
 }
 
 fn error_event(err: &ApiError) -> Bytes {
-    let mut out = serde_json::to_vec(&json!({"type": "ERROR", "object": err.to_status()})).expect("serializes");
+    let mut out = serde_json::to_vec(&json!({"type": "ERROR", "object": err.to_status()}))
+        .expect("serializes");
     out.push(b'\n');
     Bytes::from(out)
 }
@@ -163,13 +201,22 @@ fn async_stream(
 ) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
     tokio::spawn(async move {
-        let mut renderer = Renderer { info: req.info, format: req.format, sent_headers: false };
+        let mut renderer = Renderer {
+            info: req.info,
+            format: req.format,
+            sent_headers: false,
+        };
         if let Some(oldest) = expired {
             let from = req.from.unwrap_or_default();
-            let _ = tx.send(error_event(&ApiError::gone(format!("too old resource version: {from} ({oldest})")))).await;
+            let _ = tx
+                .send(error_event(&ApiError::gone(format!(
+                    "too old resource version: {from} ({oldest})"
+                ))))
+                .await;
             return;
         }
-        let in_namespace = |o: &CachedObject| req.namespace.as_deref().is_none_or(|ns| o.namespace == ns);
+        let in_namespace =
+            |o: &CachedObject| req.namespace.as_deref().is_none_or(|ns| o.namespace == ns);
         for change in &initial {
             if !in_namespace(&change.object) {
                 continue;

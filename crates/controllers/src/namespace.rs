@@ -35,14 +35,20 @@ fn api_resource(info: &skiff_api::ResourceInfo) -> ApiResource {
 async fn empty(client: &Client, namespace: &str) -> Result<usize, kube::Error> {
     let mut remaining = 0;
     for info in RESOURCES.iter().filter(|r| r.namespaced) {
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &api_resource(info));
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(client.clone(), namespace, &api_resource(info));
         let left = api.list_metadata(&ListParams::default()).await?;
         if left.items.is_empty() {
             continue;
         }
         remaining += left.items.len();
-        if left.items.iter().any(|o| o.metadata.deletion_timestamp.is_none()) {
-            api.delete_collection(&DeleteParams::background(), &ListParams::default()).await?;
+        if left
+            .items
+            .iter()
+            .any(|o| o.metadata.deletion_timestamp.is_none())
+        {
+            api.delete_collection(&DeleteParams::background(), &ListParams::default())
+                .await?;
         }
     }
     Ok(remaining)
@@ -52,7 +58,11 @@ async fn reconcile(ns: Arc<Namespace>, client: Arc<Client>) -> Result<Action, Er
     if ns.metadata.deletion_timestamp.is_none() {
         return Ok(Action::await_change());
     }
-    let finalizers = ns.spec.as_ref().and_then(|s| s.finalizers.clone()).unwrap_or_default();
+    let finalizers = ns
+        .spec
+        .as_ref()
+        .and_then(|s| s.finalizers.clone())
+        .unwrap_or_default();
     if !finalizers.iter().any(|f| f == FINALIZER) {
         return Ok(Action::await_change());
     }
@@ -63,9 +73,13 @@ async fn reconcile(ns: Arc<Namespace>, client: Arc<Client>) -> Result<Action, Er
         return Ok(Action::requeue(Duration::from_millis(500)));
     }
     let mut finalized = (*ns).clone();
-    finalized.spec.get_or_insert_with(Default::default).finalizers = Some(finalizers.into_iter().filter(|f| f != FINALIZER).collect());
+    finalized
+        .spec
+        .get_or_insert_with(Default::default)
+        .finalizers = Some(finalizers.into_iter().filter(|f| f != FINALIZER).collect());
     let api: Api<Namespace> = Api::all((*client).clone());
-    api.replace_subresource("finalize", &name, &PostParams::default(), &finalized).await?;
+    api.replace_subresource("finalize", &name, &PostParams::default(), &finalized)
+        .await?;
     Ok(Action::await_change())
 }
 

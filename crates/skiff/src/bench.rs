@@ -54,7 +54,12 @@ struct Phase {
 impl Phase {
     fn print(&mut self) {
         self.latencies.sort_unstable();
-        let pct = |p: usize| self.latencies.get((self.latencies.len() * p / 100).min(self.latencies.len().saturating_sub(1))).copied().unwrap_or_default();
+        let pct = |p: usize| {
+            self.latencies
+                .get((self.latencies.len() * p / 100).min(self.latencies.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or_default()
+        };
         let ops = self.latencies.len() as f64 / self.elapsed.as_secs_f64().max(f64::EPSILON);
         println!(
             "{:<22} {:>8} ops {:>10.0} ops/s   p50 {:>7.2} ms   p90 {:>7.2} ms   p99 {:>7.2} ms",
@@ -98,7 +103,11 @@ where
     for t in tasks {
         latencies.extend(t.await??);
     }
-    Ok(Phase { name, elapsed: started.elapsed(), latencies })
+    Ok(Phase {
+        name,
+        elapsed: started.elapsed(),
+        latencies,
+    })
 }
 
 /// A `skiff server` child process on a fresh data dir.
@@ -122,17 +131,28 @@ impl ServerProcess {
             .context("starting skiff server")?;
         let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
         let ready = lines.next().context("server exited")??;
-        anyhow::ensure!(ready.starts_with("skiff server ready"), "unexpected output: {ready}");
+        anyhow::ensure!(
+            ready.starts_with("skiff server ready"),
+            "unexpected output: {ready}"
+        );
         let ready_after = started.elapsed();
         let kubeconfig = dir.path().join("kubeconfig.yaml");
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Ok(Self { child, kubeconfig, ready_after, _dir: dir })
+        Ok(Self {
+            child,
+            kubeconfig,
+            ready_after,
+            _dir: dir,
+        })
     }
 
     fn rss_kib(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok())
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
     }
 
     async fn client(&self) -> Result<kube::Client> {
@@ -172,16 +192,29 @@ async fn api(args: ApiArgs) -> Result<()> {
     let idle_rss = server.rss_kib();
     let client = server.client().await?;
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "bench"}}))?).await?;
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "bench"}}))?,
+        )
+        .await?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "bench");
 
     // A watcher counts the creations as they are delivered.
-    let start_rv = pods.list_metadata(&ListParams::default()).await?.metadata.resource_version.unwrap_or_default();
+    let start_rv = pods
+        .list_metadata(&ListParams::default())
+        .await?
+        .metadata
+        .resource_version
+        .unwrap_or_default();
     let watcher = {
         let pods = pods.clone();
         tokio::spawn(async move {
             let mut seen = 0usize;
-            let mut stream = pods.watch(&WatchParams::default().timeout(290), &start_rv).await?.boxed();
+            let mut stream = pods
+                .watch(&WatchParams::default().timeout(290), &start_rv)
+                .await?
+                .boxed();
             while let Some(event) = stream.try_next().await? {
                 if matches!(event, WatchEvent::Added(_)) {
                     seen += 1;
@@ -208,13 +241,20 @@ async fn api(args: ApiArgs) -> Result<()> {
         }
     })
     .await?;
-    let last_event = tokio::time::timeout(Duration::from_secs(120), watcher).await.context("watch did not deliver every creation")???;
+    let last_event = tokio::time::timeout(Duration::from_secs(120), watcher)
+        .await
+        .context("watch did not deliver every creation")???;
 
     let api = pods.clone();
     let mut update = phase("pod update (patch)", clients, n, move |i| {
         let api = api.clone();
         async move {
-            api.patch(&format!("bench-{i}"), &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"round": "1"}}}))).await?;
+            api.patch(
+                &format!("bench-{i}"),
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": {"round": "1"}}})),
+            )
+            .await?;
             Ok(())
         }
     })
@@ -256,14 +296,26 @@ async fn api(args: ApiArgs) -> Result<()> {
     get.print();
     list.print();
     let ratio = create.latencies.len() as f64 / create.elapsed.as_secs_f64() / raw.puts_per_sec;
-    println!("\nwatch: all {n} creations delivered {:.0} ms after the first create was sent", ms(last_event - create_started));
-    println!("pod creates through the API / raw store puts: {:.0}%", ratio * 100.0);
-    println!("server ready after {:.0} ms (process start to ready line)", ms(server.ready_after));
+    println!(
+        "\nwatch: all {n} creations delivered {:.0} ms after the first create was sent",
+        ms(last_event - create_started)
+    );
+    println!(
+        "pod creates through the API / raw store puts: {:.0}%",
+        ratio * 100.0
+    );
+    println!(
+        "server ready after {:.0} ms (process start to ready line)",
+        ms(server.ready_after)
+    );
     if let Some(kib) = idle_rss {
         println!("idle RSS (empty store): {:.1} MiB", kib as f64 / 1024.0);
     }
     if let Some(kib) = server.rss_kib() {
-        println!("RSS after the run ({n} pods): {:.1} MiB", kib as f64 / 1024.0);
+        println!(
+            "RSS after the run ({n} pods): {:.1} MiB",
+            kib as f64 / 1024.0
+        );
     }
     Ok(())
 }

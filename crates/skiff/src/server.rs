@@ -38,40 +38,62 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         Some(d) => (d, false),
         None => (default_data_dir()?, true),
     };
-    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
     let (listener, local) = skiff_apiserver::bind(args.listen).await?;
     let creds = pki::load_or_create(&data_dir, local)?;
-    let store = Arc::new(SqliteStore::open(&data_dir.join("state.db")).context("opening the store")?);
+    let store =
+        Arc::new(SqliteStore::open(&data_dir.join("state.db")).context("opening the store")?);
     let api = ApiServer::new(store, local.to_string()).await?;
     // Controllers are ordinary API clients; in-process they reach the API through its router.
-    skiff_controllers::spawn_all(kube::Client::new(api.router(), "default"), Default::default());
+    skiff_controllers::spawn_all(
+        kube::Client::new(api.router(), "default"),
+        Default::default(),
+    );
     let url = format!("https://{}", display_addr(local));
     let kubeconfig = pki::kubeconfig("skiff", &url, &creds);
     let path = pki::write_kubeconfig(&data_dir, &kubeconfig)?;
     let tls = pki::server_tls_config(&creds)?;
-    println!("skiff server ready at {url} in {} ms", started.elapsed().as_millis());
+    println!(
+        "skiff server ready at {url} in {} ms",
+        started.elapsed().as_millis()
+    );
     println!("kubeconfig: {}", path.display());
     if merge_user_config {
         let user_config = merge_into_user_kubeconfig(&kubeconfig)?;
-        println!("merged context \"skiff\" into {} and made it current", user_config.display());
+        println!(
+            "merged context \"skiff\" into {} and made it current",
+            user_config.display()
+        );
     }
     api.serve(listener, tls, creds.token).await
 }
 
 fn display_addr(addr: SocketAddr) -> String {
-    if addr.ip().is_unspecified() { format!("127.0.0.1:{}", addr.port()) } else { addr.to_string() }
+    if addr.ip().is_unspecified() {
+        format!("127.0.0.1:{}", addr.port())
+    } else {
+        addr.to_string()
+    }
 }
 
 /// Adds (or replaces) the `skiff` cluster, user and context in `~/.kube/config` (or the first
 /// file of `$KUBECONFIG`) and makes it current, as `kind create cluster` does.
 fn merge_into_user_kubeconfig(ours: &str) -> Result<PathBuf> {
-    let path = match std::env::var("KUBECONFIG").ok().and_then(|k| k.split(':').find(|p| !p.is_empty()).map(PathBuf::from)) {
+    let path = match std::env::var("KUBECONFIG")
+        .ok()
+        .and_then(|k| k.split(':').find(|p| !p.is_empty()).map(PathBuf::from))
+    {
         Some(p) => p,
-        None => PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?).join(".kube/config"),
+        None => {
+            PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?).join(".kube/config")
+        }
     };
     let ours: Value = serde_saphyr::from_str(ours).context("parsing our kubeconfig")?;
     let mut config: Value = match std::fs::read_to_string(&path) {
-        Ok(text) if !text.trim().is_empty() => serde_saphyr::from_str(&text).with_context(|| format!("parsing {}", path.display()))?,
+        Ok(text) if !text.trim().is_empty() => {
+            serde_saphyr::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+        }
         _ => json!({"apiVersion": "v1", "kind": "Config", "preferences": {}}),
     };
     for section in ["clusters", "users", "contexts"] {
@@ -82,7 +104,10 @@ fn merge_into_user_kubeconfig(ours: &str) -> Result<PathBuf> {
         config[section] = Value::Array(list);
     }
     config["current-context"] = "skiff".into();
-    write_private(&path, &serde_saphyr::to_string(&config).context("rendering kubeconfig")?)?;
+    write_private(
+        &path,
+        &serde_saphyr::to_string(&config).context("rendering kubeconfig")?,
+    )?;
     Ok(path)
 }
 
@@ -92,7 +117,12 @@ fn write_private(path: &Path, contents: &str) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(contents.as_bytes())?;
     Ok(())
 }

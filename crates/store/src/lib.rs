@@ -115,7 +115,8 @@ pub trait Store: Send + Sync + 'static {
     async fn create(&self, key: &str, value: Bytes) -> Result<Revision>;
 
     /// Replaces `key` if its mod revision is `expected` (any revision when `None`).
-    async fn update(&self, key: &str, value: Bytes, expected: Option<Revision>) -> Result<Revision>;
+    async fn update(&self, key: &str, value: Bytes, expected: Option<Revision>)
+    -> Result<Revision>;
 
     /// Deletes `key` if its mod revision is `expected` (any when `None`); returns the deletion
     /// revision and the last value.

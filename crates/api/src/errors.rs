@@ -144,17 +144,16 @@ impl FieldError {
     /// The message without the field path, as in a `StatusCause`: `Invalid value: "x": detail`.
     pub fn body(&self) -> String {
         let mut s = self.kind.phrase().to_string();
-        if let Some(v) = &self.value {
-            if !matches!(
-                self.kind,
-                FieldErrorType::Required
-                    | FieldErrorType::Forbidden
-                    | FieldErrorType::TooMany
-                    | FieldErrorType::Internal
-            ) {
-                s.push_str(": ");
-                s.push_str(&go_value(v));
-            }
+        let prints_value = !matches!(
+            self.kind,
+            FieldErrorType::Required
+                | FieldErrorType::Forbidden
+                | FieldErrorType::TooMany
+                | FieldErrorType::Internal
+        );
+        if let Some(v) = self.value.as_ref().filter(|_| prints_value) {
+            s.push_str(": ");
+            s.push_str(&go_value(v));
         }
         if !self.detail.is_empty() {
             s.push_str(": ");

@@ -318,14 +318,14 @@ impl Cache {
             revision: watch::channel(listed.revision).0,
         });
         for kv in &listed.items {
-            if let Some(rc) = cache.owner_of(&kv.key) {
-                if let Some(obj) = CachedObject::from_stored(rc.info, &kv.value, kv.mod_revision) {
-                    rc.state
-                        .write()
-                        .unwrap()
-                        .objects
-                        .insert(kv.key.clone(), Arc::new(obj));
-                }
+            if let Some(rc) = cache.owner_of(&kv.key)
+                && let Some(obj) = CachedObject::from_stored(rc.info, &kv.value, kv.mod_revision)
+            {
+                rc.state
+                    .write()
+                    .unwrap()
+                    .objects
+                    .insert(kv.key.clone(), Arc::new(obj));
             }
         }
         let events = store.watch("/registry/", listed.revision).await?;
@@ -366,10 +366,10 @@ impl Cache {
     }
 
     fn apply(&self, event: Event) {
-        if let Some(rc) = self.owner_of(&event.key) {
-            if let Some(obj) = CachedObject::from_stored(rc.info, &event.value, event.revision) {
-                rc.apply(event.key, event.kind, Arc::new(obj));
-            }
+        if let Some(rc) = self.owner_of(&event.key)
+            && let Some(obj) = CachedObject::from_stored(rc.info, &event.value, event.revision)
+        {
+            rc.apply(event.key, event.kind, Arc::new(obj));
         }
         self.revision.send_replace(event.revision);
     }

@@ -291,7 +291,7 @@ async fn resource(
                         UpdateTarget::Main
                     };
                     match registry
-                        .patch(info, ns, name, patch_type, &patch, target, &opts)
+                        .patch(info, ns, name, (patch_type, &patch), target, &opts)
                         .await
                     {
                         // Server-side apply creates what does not exist yet.
@@ -378,12 +378,12 @@ fn delete_options(query: &Query, body: &Bytes) -> Result<DeleteOptions, ApiError
         .map(str::to_string)
         .or_else(|| query.get("propagationPolicy").map(str::to_string))
         .or_else(|| orphan.map(|o| if o { "Orphan" } else { "Background" }.to_string()));
-    if let Some(p) = &propagation_policy {
-        if !matches!(p.as_str(), "Background" | "Foreground" | "Orphan") {
-            return Err(ApiError::unprocessable(format!(
-                "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \"{p}\": supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""
-            )));
-        }
+    if let Some(p) = &propagation_policy
+        && !matches!(p.as_str(), "Background" | "Foreground" | "Orphan")
+    {
+        return Err(ApiError::unprocessable(format!(
+            "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: \"{p}\": supported values: \"Foreground\", \"Background\", \"Orphan\", \"nil\""
+        )));
     }
     let pre = &from_body["preconditions"];
     Ok(DeleteOptions {

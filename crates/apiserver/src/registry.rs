@@ -304,15 +304,14 @@ impl Registry {
             .get("name")
             .and_then(Value::as_str)
             .is_some_and(|n| !n.is_empty());
-        if !has_name {
-            if let Some(prefix) = meta
+        if !has_name
+            && let Some(prefix) = meta
                 .get("generateName")
                 .and_then(Value::as_str)
                 .filter(|p| !p.is_empty())
-            {
-                let name = format!("{prefix}{}", random_suffix());
-                meta.insert("name".into(), name.into());
-            }
+        {
+            let name = format!("{prefix}{}", random_suffix());
+            meta.insert("name".into(), name.into());
         }
         meta.insert("uid".into(), uuid::Uuid::new_v4().to_string().into());
         meta.insert("creationTimestamp".into(), now_rfc3339().into());
@@ -424,19 +423,19 @@ impl Registry {
     /// node waits for its kubelet to confirm with a zero-grace delete).
     fn deletion_complete(info: &ResourceInfo, object: &Value) -> bool {
         let core = info.group.is_empty();
-        !object["metadata"]["deletionTimestamp"].is_null()
-            && !has_finalizers(object)
-            && !(core
-                && info.kind == "Pod"
-                && object["metadata"]["deletionGracePeriodSeconds"]
-                    .as_i64()
-                    .unwrap_or(0)
-                    > 0)
-            && !(core
-                && info.kind == "Namespace"
-                && object["spec"]["finalizers"]
-                    .as_array()
-                    .is_some_and(|f| !f.is_empty()))
+        let deleting = !object["metadata"]["deletionTimestamp"].is_null();
+        let grace_running = core
+            && info.kind == "Pod"
+            && object["metadata"]["deletionGracePeriodSeconds"]
+                .as_i64()
+                .unwrap_or(0)
+                > 0;
+        let namespace_finalizing = core
+            && info.kind == "Namespace"
+            && object["spec"]["finalizers"]
+                .as_array()
+                .is_some_and(|f| !f.is_empty());
+        deleting && !has_finalizers(object) && !grace_running && !namespace_finalizing
     }
 
     /// `PUT namespaces/<name>/finalize`: replaces `spec.finalizers` and nothing else.
@@ -485,24 +484,23 @@ impl Registry {
             }
             _ => {}
         }
-        if info.namespaced {
-            if let Some(ns) = meta_str(&body, "namespace") {
-                if Some(ns) != namespace {
-                    return Err(ApiError::bad_request(
-                        "the namespace of the provided object does not match the namespace sent on the request",
-                    ));
-                }
-            }
+        if info.namespaced
+            && let Some(ns) = meta_str(&body, "namespace")
+            && Some(ns) != namespace
+        {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
         }
         let mut warnings = Vec::new();
         let precondition = meta_str(&body, "resourceVersion").map(str::to_string);
         let decoded = self.decode(info, body, opts, &mut warnings)?;
         let object = self
             .guaranteed_update(info, namespace, name, opts.dry_run, |current| {
-                if let Some(rv) = &precondition {
-                    if meta_str(current, "resourceVersion") != Some(rv.as_str()) {
-                        return Err(ApiError::conflict(info.plural, info.group, name));
-                    }
+                if let Some(rv) = &precondition
+                    && meta_str(current, "resourceVersion") != Some(rv.as_str())
+                {
+                    return Err(ApiError::conflict(info.plural, info.group, name));
                 }
                 self.prepare_update(info, decoded.clone(), current, target)
             })
@@ -516,8 +514,7 @@ impl Registry {
         info: &ResourceInfo,
         namespace: Option<&str>,
         name: &str,
-        patch_type: PatchType,
-        patch_body: &Value,
+        (patch_type, patch_body): (PatchType, &Value),
         target: UpdateTarget,
         opts: &WriteOptions,
     ) -> Result<Written, ApiError> {
@@ -527,10 +524,10 @@ impl Registry {
                 warnings.clear();
                 let mut patched = apply_patch(&info.group_kind(), current, patch_type, patch_body)?;
                 Self::check_shape(&mut patched)?;
-                if let Some(rv) = meta_str(&patched, "resourceVersion") {
-                    if Some(rv) != meta_str(current, "resourceVersion") {
-                        return Err(ApiError::conflict(info.plural, info.group, name));
-                    }
+                if let Some(rv) = meta_str(&patched, "resourceVersion")
+                    && Some(rv) != meta_str(current, "resourceVersion")
+                {
+                    return Err(ApiError::conflict(info.plural, info.group, name));
                 }
                 if meta_str(&patched, "name") != Some(name) {
                     return Err(ApiError::bad_request(format!(

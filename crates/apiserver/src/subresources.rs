@@ -54,10 +54,9 @@ where
             if let Some(rv) = scale["metadata"]["resourceVersion"]
                 .as_str()
                 .filter(|s| !s.is_empty())
+                && Some(rv) != current["metadata"]["resourceVersion"].as_str()
             {
-                if Some(rv) != current["metadata"]["resourceVersion"].as_str() {
-                    return Err(ApiError::conflict(info.plural, info.group, name));
-                }
+                return Err(ApiError::conflict(info.plural, info.group, name));
             }
             let replicas = match &scale["spec"]["replicas"] {
                 Value::Number(n)

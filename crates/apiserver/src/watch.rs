@@ -221,10 +221,10 @@ fn async_stream(
             if !in_namespace(&change.object) {
                 continue;
             }
-            if let Some(kind) = visible(&req.filter, change) {
-                if tx.send(renderer.event(kind, &change.object)).await.is_err() {
-                    return;
-                }
+            if let Some(kind) = visible(&req.filter, change)
+                && tx.send(renderer.event(kind, &change.object)).await.is_err()
+            {
+                return;
             }
         }
         let mut last_sent = after;
@@ -263,9 +263,8 @@ fn async_stream(
                             continue;
                         }
                         last_sent = change.revision();
-                        if let Some(kind) = visible(&req.filter, &change) {
-                            if tx.send(renderer.event(kind, &change.object)).await.is_err() { return; }
-                        }
+                        if let Some(kind) = visible(&req.filter, &change)
+                            && tx.send(renderer.event(kind, &change.object)).await.is_err() { return; }
                     }
                     // Fell too far behind: end the stream; clients resume or relist.
                     Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => return,

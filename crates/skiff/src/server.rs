@@ -43,7 +43,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let (listener, local) = skiff_apiserver::bind(args.listen).await?;
     let creds = pki::load_or_create(&data_dir, local)?;
     let store =
-        Arc::new(SqliteStore::open(&data_dir.join("state.db")).context("opening the store")?);
+        Arc::new(SqliteStore::open(data_dir.join("state.db")).context("opening the store")?);
     let api = ApiServer::new(store, local.to_string()).await?;
     // Controllers are ordinary API clients; in-process they reach the API through its router.
     skiff_controllers::spawn_all(

@@ -620,3 +620,68 @@ async fn a_node_agent_registers_its_node_and_runs_its_pods() {
     let pod = pod_where(&client, "web", "Ready", is_ready).await;
     assert_eq!(pod["status"]["hostIP"], "192.168.1.5");
 }
+
+/// A scale probe (run with `--ignored --nocapture`): nodes registered and pods Running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn scale_probe() {
+    let nodes: usize = std::env::var("SIM_NODES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(250);
+    let pods_per_node: usize = std::env::var("SIM_PODS_PER_NODE")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10);
+    let client = cluster().await;
+    let started = std::time::Instant::now();
+    simulator(&client, nodes);
+    ready_node(&client, &format!("sim-{nodes:04}")).await;
+    let node_api: Api<Node> = Api::all(client.clone());
+    eventually("all nodes Ready", || async {
+        let list = node_api.list(&ListParams::default()).await.unwrap();
+        list.items
+            .iter()
+            .all(|n| {
+                n.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| !c.is_empty())
+            })
+            .then_some(())
+    })
+    .await;
+    println!("{nodes} nodes Ready after {:?}", started.elapsed());
+    let started = std::time::Instant::now();
+    for n in 1..=nodes {
+        for p in 0..pods_per_node {
+            create_pod(
+                &client,
+                &format!("p-{n}-{p}"),
+                &format!("sim-{n:04}"),
+                "Always",
+                json!({}),
+            )
+            .await;
+        }
+    }
+    println!(
+        "{} pods created after {:?}",
+        nodes * pods_per_node,
+        started.elapsed()
+    );
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    eventually("all pods Running", || async {
+        let list = pods
+            .list(&ListParams::default().fields("status.phase=Running"))
+            .await
+            .unwrap();
+        (list.items.len() == nodes * pods_per_node).then_some(())
+    })
+    .await;
+    println!(
+        "{} pods Running after {:?}",
+        nodes * pods_per_node,
+        started.elapsed()
+    );
+}

@@ -695,6 +695,7 @@ impl Registry {
         opts: &DeleteOptions,
     ) -> bool {
         let now = now_rfc3339();
+        add_propagation_finalizer(object, opts.propagation_policy.as_deref());
         let is_namespace = info.kind == "Namespace" && info.group.is_empty();
         if is_namespace {
             // Namespaces always go through Terminating: the namespace controller empties them
@@ -737,6 +738,26 @@ impl Registry {
         }
         false
     }
+}
+
+/// Records a Foreground or Orphan propagation policy as upstream does, with the finalizer the
+/// garbage collector acts on (`foregroundDeletion` or `orphan`); the two exclude each other.
+/// Background needs nothing: the collector deletes the dependents of owners that are gone.
+fn add_propagation_finalizer(object: &mut Value, policy: Option<&str>) {
+    let (wanted, other) = match policy {
+        Some("Foreground") => ("foregroundDeletion", "orphan"),
+        Some("Orphan") => ("orphan", "foregroundDeletion"),
+        _ => return,
+    };
+    let mut finalizers: Vec<Value> = object["metadata"]["finalizers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    finalizers.retain(|f| f != other);
+    if !finalizers.iter().any(|f| f == wanted) {
+        finalizers.push(wanted.into());
+    }
+    object["metadata"]["finalizers"] = Value::Array(finalizers);
 }
 
 /// The grace period a pod delete gets: as requested, else the pod's own; zero for pods that

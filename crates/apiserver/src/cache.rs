@@ -137,6 +137,8 @@ struct State {
     history_floor: Revision,
     /// The revision of the last change to this resource.
     last_change: Revision,
+    /// Live changes for watchers; replaced (closing every watch) on a resync.
+    live: broadcast::Sender<Arc<Change>>,
 }
 
 /// The cache of one resource.
@@ -144,7 +146,6 @@ pub struct ResourceCache {
     /// The resource.
     pub info: &'static ResourceInfo,
     state: RwLock<State>,
-    live: broadcast::Sender<Arc<Change>>,
 }
 
 /// A watch's starting point: past changes to replay, then live changes.
@@ -173,8 +174,8 @@ impl ResourceCache {
                 history: VecDeque::new(),
                 history_floor: floor,
                 last_change: 0,
+                live: broadcast::channel(BROADCAST_CAPACITY).0,
             }),
-            live: broadcast::channel(BROADCAST_CAPACITY).0,
         }
     }
 
@@ -233,7 +234,7 @@ impl ResourceCache {
         let state = self.state.read().unwrap();
         // Subscribe while holding the lock: the feeder appends to history and broadcasts under
         // the write lock, so nothing falls between the replay and the live stream.
-        let live = self.live.subscribe();
+        let live = state.live.subscribe();
         let initial = match from {
             None => self
                 .list_locked(&state, namespace)
@@ -267,6 +268,18 @@ impl ResourceCache {
         })
     }
 
+    /// Replaces every object with a fresh list at `revision`. History before it is gone, so
+    /// watches resuming from older revisions get 410 Expired, and open watches are closed so
+    /// their clients relist, as after an upstream watch cache re-initialisation.
+    fn resync(&self, objects: BTreeMap<String, Arc<CachedObject>>, revision: Revision) {
+        let mut state = self.state.write().unwrap();
+        state.objects = objects;
+        state.history.clear();
+        state.history_floor = revision;
+        state.last_change = revision;
+        state.live = broadcast::channel(BROADCAST_CAPACITY).0;
+    }
+
     fn apply(&self, key: String, change_type: EventType, object: Arc<CachedObject>) {
         let mut state = self.state.write().unwrap();
         let (kind, prev) = match change_type {
@@ -290,7 +303,7 @@ impl ResourceCache {
             state.history_floor = dropped.revision();
         }
         state.history.push_back(change.clone());
-        let _ = self.live.send(change);
+        let _ = state.live.send(change);
     }
 }
 
@@ -317,20 +330,29 @@ impl Cache {
             by_prefix,
             revision: watch::channel(listed.revision).0,
         });
-        for kv in &listed.items {
-            if let Some(rc) = cache.owner_of(&kv.key)
-                && let Some(obj) = CachedObject::from_stored(rc.info, &kv.value, kv.mod_revision)
-            {
-                rc.state
-                    .write()
-                    .unwrap()
-                    .objects
-                    .insert(kv.key.clone(), Arc::new(obj));
-            }
-        }
+        cache.load(&listed);
         let events = store.watch("/registry/", listed.revision).await?;
         tokio::spawn(cache.clone().follow(store, events));
         Ok(cache)
+    }
+
+    /// Replaces every resource's contents with one list of the store.
+    fn load(&self, listed: &skiff_store::ListResult) {
+        let mut fresh: HashMap<String, BTreeMap<String, Arc<CachedObject>>> = HashMap::new();
+        for kv in &listed.items {
+            if let Some(rc) = self.owner_of(&kv.key)
+                && let Some(obj) = CachedObject::from_stored(rc.info, &kv.value, kv.mod_revision)
+            {
+                fresh
+                    .entry(rc.info.storage_prefix())
+                    .or_default()
+                    .insert(kv.key.clone(), Arc::new(obj));
+            }
+        }
+        for (prefix, rc) in &self.by_prefix {
+            rc.resync(fresh.remove(prefix).unwrap_or_default(), listed.revision);
+        }
+        self.revision.send_replace(listed.revision);
     }
 
     fn owner_of(&self, key: &str) -> Option<&Arc<ResourceCache>> {
@@ -374,6 +396,15 @@ impl Cache {
         self.revision.send_replace(event.revision);
     }
 
+    async fn relist(
+        &self,
+        store: &Arc<dyn Store>,
+    ) -> skiff_store::Result<skiff_store::WatchReceiver> {
+        let listed = store.list("/registry/", None).await?;
+        self.load(&listed);
+        store.watch("/registry/", listed.revision).await
+    }
+
     async fn follow(
         self: Arc<Self>,
         store: Arc<dyn Store>,
@@ -383,16 +414,80 @@ impl Cache {
             while let Some(event) = events.recv().await {
                 self.apply(event);
             }
-            // The store dropped us (we fell behind) or restarted its watch: catch up from the
-            // last revision we applied; if that history is gone, there is nothing safe to do.
-            let from = self.revision();
-            match store.watch("/registry/", from).await {
-                Ok(rx) => events = rx,
+            // The store dropped us (we fell behind): resume from the last revision applied, or,
+            // when that history has been compacted away, start over from a fresh list.
+            events = match store.watch("/registry/", self.revision()).await {
+                Ok(rx) => rx,
                 Err(err) => {
-                    tracing::error!(%err, "watch cache lost the store's event stream");
-                    return;
+                    tracing::warn!(%err, "watch cache resyncing from a fresh list");
+                    match self.relist(&store).await {
+                        Ok(rx) => rx,
+                        Err(err) => {
+                            tracing::error!(%err, "watch cache lost the store");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            continue;
+                        }
+                    }
                 }
-            }
+            };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skiff_store::sqlite::SqliteStore;
+
+    fn pod(name: &str) -> bytes::Bytes {
+        serde_json::to_vec(&serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "ns", "labels": {"app": "x"}}}))
+            .unwrap()
+            .into()
+    }
+
+    #[tokio::test]
+    async fn follows_the_store_and_resyncs_after_losing_history() {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
+        store.create("/registry/pods/ns/a", pod("a")).await.unwrap();
+        let cache = Cache::start(store.clone()).await.unwrap();
+        let pods = cache
+            .resource(skiff_api::resources::find("", "v1", "pods").unwrap())
+            .clone();
+        assert_eq!(pods.list(Some("ns")).len(), 1);
+
+        let rev = store.create("/registry/pods/ns/b", pod("b")).await.unwrap();
+        assert!(cache.wait_for(rev, Duration::from_secs(5)).await);
+        let start = pods
+            .watch(Some(rev - 1), None)
+            .map_err(|_| "too old")
+            .unwrap();
+        assert_eq!(start.initial.len(), 1);
+        assert_eq!(start.initial[0].object.name, "b");
+        assert_eq!(
+            pods.get("/registry/pods/ns/b")
+                .unwrap()
+                .field("metadata.name")
+                .as_deref(),
+            Some("b")
+        );
+
+        // Behind the cache's back: a delete, then a resync from a fresh list.
+        let (deleted_at, _) = store.delete("/registry/pods/ns/a", None).await.unwrap();
+        assert!(cache.wait_for(deleted_at, Duration::from_secs(5)).await);
+        let mut old_watch = pods.watch(None, None).map_err(|_| "too old").unwrap().live;
+        cache.relist(&store).await.unwrap();
+        let names: Vec<String> = pods.list(None).iter().map(|o| o.name.clone()).collect();
+        assert_eq!(names, ["b"]);
+        assert!(
+            pods.watch(Some(rev - 1), None).is_err(),
+            "history before the resync is gone"
+        );
+        assert!(
+            matches!(
+                old_watch.recv().await,
+                Err(broadcast::error::RecvError::Closed)
+            ),
+            "open watches are closed"
+        );
     }
 }

@@ -72,6 +72,25 @@ fn version_info() -> Value {
     })
 }
 
+/// How often the store's history is compacted, as kube-apiserver's default
+/// `--etcd-compaction-interval`.
+const COMPACTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Compacts the store's history every `interval` up to the revision seen one interval
+/// earlier, so clients resuming a watch or a paged list within that window still can.
+async fn compact_periodically(store: Arc<dyn Store>, interval: std::time::Duration) {
+    let mut previous = None;
+    loop {
+        tokio::time::sleep(interval).await;
+        if let Some(revision) = previous
+            && let Err(e) = store.compact(revision).await
+        {
+            tracing::debug!(%e, revision, "compaction skipped");
+        }
+        previous = store.current_revision().await.ok();
+    }
+}
+
 /// A running API: store, cache and registry.
 #[derive(Clone)]
 pub struct ApiServer {
@@ -91,6 +110,10 @@ impl ApiServer {
             server_address,
             discovery: Default::default(),
         });
+        tokio::spawn(compact_periodically(
+            state.registry.store().clone(),
+            COMPACTION_INTERVAL,
+        ));
         let server = Self { state };
         server.ensure_system_objects().await?;
         Ok(server)

@@ -67,6 +67,7 @@ const LEFTOVER_FLUSH_INTERVAL: Duration = Duration::from_secs(30);
 struct Synced {
     nodes: bool,
     assigned: bool,
+    pending: bool,
     claims: bool,
     volumes: bool,
 }
@@ -88,7 +89,7 @@ struct State {
 impl State {
     fn ready(&self) -> bool {
         let s = &self.synced;
-        s.nodes && s.assigned && s.claims && s.volumes
+        s.nodes && s.assigned && s.pending && s.claims && s.volumes
     }
 }
 
@@ -112,6 +113,16 @@ impl Shared {
     }
 }
 
+/// Watches list as client-go informers do: from the watch cache (`resourceVersion=0`), in one
+/// page, so no list is paged across the scheduler's own writes.
+pub(crate) fn informer_config() -> watcher::Config {
+    watcher::Config {
+        page_size: None,
+        ..Default::default()
+    }
+    .any_semantic()
+}
+
 /// Runs the scheduler until the process ends.
 pub async fn run(client: Client, config: SchedulerConfig) {
     let shared = Arc::new(Shared {
@@ -127,36 +138,21 @@ pub async fn run(client: Client, config: SchedulerConfig) {
     let live = "status.phase!=Succeeded,status.phase!=Failed";
     // Owned by this future: dropping it (aborting the task running it) stops the watches.
     let mut watches = tokio::task::JoinSet::new();
-    watches.spawn(watch(
-        shared.clone(),
-        nodes,
-        watcher::Config::default(),
-        on_node,
-    ));
+    watches.spawn(watch(shared.clone(), nodes, informer_config(), on_node));
     watches.spawn(watch(
         shared.clone(),
         pods.clone(),
-        watcher::Config::default().fields(&format!("spec.nodeName!=,{live}")),
+        informer_config().fields(&format!("spec.nodeName!=,{live}")),
         on_assigned_pod,
     ));
     watches.spawn(watch(
         shared.clone(),
         pods,
-        watcher::Config::default().fields(&format!("spec.nodeName=,{live}")),
+        informer_config().fields(&format!("spec.nodeName=,{live}")),
         on_pending_pod,
     ));
-    watches.spawn(watch(
-        shared.clone(),
-        claims,
-        watcher::Config::default(),
-        on_claim,
-    ));
-    watches.spawn(watch(
-        shared.clone(),
-        volumes,
-        watcher::Config::default(),
-        on_volume,
-    ));
+    watches.spawn(watch(shared.clone(), claims, informer_config(), on_claim));
+    watches.spawn(watch(shared.clone(), volumes, informer_config(), on_volume));
     schedule_loop(shared, client).await;
 }
 
@@ -285,6 +281,8 @@ fn on_pending_pod(shared: &Shared, state: &mut State, event: watcher::Event<Pod>
             let listed = listed.unwrap_or_default();
             state.queue.retain(&listed);
             state.binding.retain(|uid, _| listed.contains(uid));
+            state.synced.pending = true;
+            shared.wake.notify_one();
         }
         watcher::Event::Init => {}
     }

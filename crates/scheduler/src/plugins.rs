@@ -6,9 +6,9 @@
 //! upstream's framework does; their reasons are upstream's words, which the failure message
 //! counts per node.
 
-use crate::affinity::{selector_matches, term_matches, tolerated};
+use crate::affinity::{selector_matches, term_matches, tolerated, tolerates};
 use crate::snapshot::{NodeFacts, NodeInfo, PodInfo, Snapshot, Volumes};
-use k8s_openapi::api::core::v1::Taint;
+use k8s_openapi::api::core::v1::{Taint, Toleration};
 use std::borrow::Cow;
 use std::collections::HashSet;
 
@@ -267,7 +267,7 @@ pub fn least_allocated(pod: &PodInfo, node: &NodeInfo) -> i64 {
             allocatable.memory,
         ),
     ];
-    let scored: Vec<i64> = pairs
+    let (sum, count) = pairs
         .iter()
         .filter(|(_, capacity)| *capacity != 0)
         .map(|&(requested, capacity)| {
@@ -277,12 +277,8 @@ pub fn least_allocated(pod: &PodInfo, node: &NodeInfo) -> i64 {
                 (capacity - requested) * MAX_NODE_SCORE / capacity
             }
         })
-        .collect();
-    if scored.is_empty() {
-        0
-    } else {
-        scored.iter().sum::<i64>() / scored.len() as i64
-    }
+        .fold((0, 0), |(sum, count), score| (sum + score, count + 1));
+    if count == 0 { 0 } else { sum / count }
 }
 
 /// NodeResourcesBalancedAllocation: 100 × (1 − the standard deviation of the cpu and memory
@@ -314,20 +310,21 @@ pub fn balanced_allocation(pod: &PodInfo, node: &NodeInfo) -> Option<i64> {
 /// TaintToleration's raw score: how many PreferNoSchedule taints the pod does not tolerate
 /// (only tolerations with an empty or PreferNoSchedule effect count).
 pub fn intolerable_prefer_no_schedule(pod: &PodInfo, node: &NodeFacts) -> i64 {
-    let tolerations: Vec<_> = pod
-        .tolerations
-        .iter()
-        .filter(|t| {
-            matches!(
-                t.effect.as_deref(),
-                None | Some("") | Some("PreferNoSchedule")
-            )
-        })
-        .cloned()
-        .collect();
+    let counts = |t: &&Toleration| {
+        matches!(
+            t.effect.as_deref(),
+            None | Some("") | Some("PreferNoSchedule")
+        )
+    };
+    let tolerated = |taint: &Taint| {
+        pod.tolerations
+            .iter()
+            .filter(counts)
+            .any(|t| tolerates(t, taint))
+    };
     node.taints
         .iter()
-        .filter(|t| t.effect == "PreferNoSchedule" && !tolerated(&tolerations, t))
+        .filter(|taint| taint.effect == "PreferNoSchedule" && !tolerated(taint))
         .count() as i64
 }
 

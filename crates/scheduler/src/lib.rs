@@ -359,7 +359,7 @@ fn on_volume(shared: &Shared, state: &mut State, event: watcher::Event<Persisten
 /// What the loop does after one look at the queue.
 enum Step {
     /// Bind the pod to the node.
-    Bind(Popped, String),
+    Bind(Box<Popped>, String),
     /// Report the pod unschedulable with this reason and message.
     Fail(Arc<Pod>, &'static str, String),
     /// Nothing ready: wait for a change or until this instant.
@@ -399,7 +399,7 @@ async fn schedule_loop(shared: Arc<Shared>, client: Client) {
             Step::Bind(popped, node) => {
                 let (shared, client, recorder) = (shared.clone(), client.clone(), recorder.clone());
                 tokio::spawn(async move {
-                    bind(&shared, &client, &recorder, popped, node).await;
+                    bind(&shared, &client, &recorder, *popped, node).await;
                     drop(permit);
                 });
             }
@@ -436,7 +436,7 @@ fn decide(state: &mut State, config: &SchedulerConfig, now: Instant) -> Step {
                 .snapshot
                 .place_pod(&popped.pod.uid, &node, popped.pod.requests, false);
             state.binding.insert(popped.pod.uid.clone(), None);
-            Step::Bind(popped, node)
+            Step::Bind(Box::new(popped), node)
         }
         Decision::Unschedulable(fit_error) => {
             state.queue.add_unschedulable(popped, now);
@@ -490,7 +490,7 @@ async fn bind(
                 match state.binding.remove(&popped.pod.uid) {
                     Some(latest) => {
                         let pod = latest
-                            .map(|p| PodInfo::new(p))
+                            .map(PodInfo::new)
                             .unwrap_or_else(|| popped.pod.clone());
                         state
                             .queue

@@ -705,7 +705,7 @@ mod tests {
 
     #[test]
     fn least_allocated_score() {
-        // Upstream's example: cpu (4000 − 3000 − 100 default) and memory from the defaults.
+        // The node already has 3 cpu and 4Gi requested (scoring view) of 4 cpu and 8Gi.
         let mut info = NodeInfo::new(plain());
         info.non_zero_requested = Resources {
             milli_cpu: 3000,
@@ -714,14 +714,16 @@ mod tests {
         };
         let cases = [
             (
+                // cpu full (0); memory (8Gi-6Gi)*100/8Gi = 25.
                 json!({"resources": {"requests": {"cpu": "1", "memory": "2Gi"}}}),
-                (0 + 25) / 2,
+                25 / 2,
             ),
             // Defaults: 100m and 200Mi. cpu (4000-3100)*100/4000 = 22; memory (8Gi-4Gi-200Mi)*100/8Gi = 47.
             (json!({}), (22 + 47) / 2),
             (
+                // cpu over capacity (0); memory (8Gi-5Gi)*100/8Gi = 37.
                 json!({"resources": {"requests": {"cpu": "2", "memory": "1Gi"}}}),
-                (0 + 37) / 2,
+                37 / 2,
             ),
         ];
         for (spec, want) in cases {

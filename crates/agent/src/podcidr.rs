@@ -16,8 +16,9 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::str::FromStr;
 
-/// The default cluster CIDR, as kind's and kubeadm's usual `--cluster-cidr`: room for 256 nodes.
-pub const DEFAULT_CLUSTER_CIDR: &str = "10.244.0.0/16";
+/// The default cluster CIDR: 32,768 node `/24`s (enough for simulated clusters of 5,000 nodes),
+/// clear of the 10.96.0.0/12 service range.
+pub const DEFAULT_CLUSTER_CIDR: &str = "10.128.0.0/9";
 
 /// The prefix length of each node's pod CIDR (upstream's `--node-cidr-mask-size` default).
 pub const NODE_CIDR_PREFIX: u8 = 24;

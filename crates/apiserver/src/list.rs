@@ -103,7 +103,15 @@ pub async fn list(
     query: &Query,
 ) -> Result<Page, ApiError> {
     let filter = Filter::from_query(info, query)?;
-    let limit = query.int("limit")?.filter(|l| *l > 0).map(|l| l as usize);
+    // As upstream's watch cache, `resourceVersion=0` answers the whole list at once: paging is
+    // for consistent reads (informers list with `0` and a limit, and get everything).
+    let limit = if query.get("resourceVersion") == Some("0")
+        && query.get("continue").is_none_or(str::is_empty)
+    {
+        None
+    } else {
+        query.int("limit")?.filter(|l| *l > 0).map(|l| l as usize)
+    };
     let resource = cache.resource(info);
     let key_of = |o: &CachedObject| {
         info.storage_key(

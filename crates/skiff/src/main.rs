@@ -1,5 +1,6 @@
 //! The `skiff` binary: one command line for the whole control plane.
 
+mod agent;
 mod bench;
 mod server;
 
@@ -17,6 +18,8 @@ struct Cli {
 enum Command {
     /// Run the control plane: API server, store and controllers.
     Server(server::ServerArgs),
+    /// Run a node agent that registers a Node and runs its pods.
+    Agent(agent::AgentArgs),
     /// Measure performance (see docs/PERFORMANCE.md).
     Bench(bench::BenchArgs),
 }
@@ -36,5 +39,6 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => runtime.block_on(server::run(args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
+        Command::Agent(args) => runtime.block_on(agent::run(args)),
     }
 }

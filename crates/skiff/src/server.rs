@@ -3,12 +3,15 @@
 use anyhow::{Context, Result};
 use clap::Args;
 use serde_json::{Value, json};
+use skiff_agent::podcidr;
+use skiff_agent::sim::{SimRuntime, SimTiming};
+use skiff_agent::{AgentConfig, SimConfig};
 use skiff_apiserver::{ApiServer, pki};
 use skiff_store::sqlite::SqliteStore;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Options of `skiff server`.
 #[derive(Args)]
@@ -20,6 +23,65 @@ pub struct ServerArgs {
     /// The address to serve HTTPS on.
     #[arg(long, default_value = "127.0.0.1:6443")]
     listen: SocketAddr,
+    /// Simulated nodes to create at start; more join with `kubectl apply` of a Node annotated
+    /// `skiff.dev/simulated: "true"`.
+    #[arg(long, default_value_t = 0)]
+    sim_nodes: usize,
+    /// The pod network; each node gets a /24 of it as spec.podCIDR.
+    #[arg(long, default_value = podcidr::DEFAULT_CLUSTER_CIDR)]
+    cluster_cidr: podcidr::Ipv4Cidr,
+    /// Seconds without a heartbeat before a node is marked unreachable.
+    #[arg(long, default_value_t = 50)]
+    node_monitor_grace_period: u64,
+    /// Run no local node: only the API, the scheduler and the controllers.
+    #[arg(long)]
+    no_local_node: bool,
+}
+
+/// The local node's name: the host name, lower-cased, as the kubelet registers.
+pub fn host_node_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_lowercase())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Starts the scheduler, the controllers and the node agents on an in-process client.
+fn spawn_components(client: kube::Client, args: &ServerArgs) {
+    let mut controllers = skiff_controllers::ControllersConfig::default();
+    controllers.node_lifecycle.node_monitor_grace_period =
+        Duration::from_secs(args.node_monitor_grace_period);
+    skiff_controllers::spawn_all(client.clone(), controllers);
+    tokio::spawn(skiff_scheduler::run(client.clone(), Default::default()));
+    tokio::spawn(podcidr::run_pod_cidr_allocator(
+        client.clone(),
+        args.cluster_cidr,
+    ));
+    if !args.no_local_node {
+        let runtime = Arc::new(SimRuntime::new(SimTiming::default()));
+        let agent = skiff_agent::run_node_agent(
+            client.clone(),
+            AgentConfig::new(&host_node_name(), runtime),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = agent.await {
+                tracing::error!(%e, "the local node agent stopped");
+            }
+        });
+    }
+    let simulator = skiff_agent::run_simulator(
+        client,
+        SimConfig {
+            nodes: args.sim_nodes,
+            ..SimConfig::default()
+        },
+    );
+    tokio::spawn(async move {
+        if let Err(e) = simulator.await {
+            tracing::error!(%e, "the node simulator stopped");
+        }
+    });
 }
 
 /// The per-user data directory (`$XDG_DATA_HOME/skiff` or `~/.local/share/skiff`).
@@ -34,7 +96,7 @@ fn default_data_dir() -> Result<PathBuf> {
 /// Runs the server until the process is stopped.
 pub async fn run(args: ServerArgs) -> Result<()> {
     let started = Instant::now();
-    let (data_dir, merge_user_config) = match args.data_dir {
+    let (data_dir, merge_user_config) = match args.data_dir.clone() {
         Some(d) => (d, false),
         None => (default_data_dir()?, true),
     };
@@ -45,11 +107,9 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let store =
         Arc::new(SqliteStore::open(data_dir.join("state.db")).context("opening the store")?);
     let api = ApiServer::new(store, local.to_string()).await?;
-    // Controllers are ordinary API clients; in-process they reach the API through its router.
-    skiff_controllers::spawn_all(
-        kube::Client::new(api.router(), "default"),
-        Default::default(),
-    );
+    // Controllers, scheduler and agents are ordinary API clients; in-process they reach the API
+    // through its router.
+    spawn_components(kube::Client::new(api.router(), "default"), &args);
     let url = format!("https://{}", display_addr(local));
     let kubeconfig = pki::kubeconfig("skiff", &url, &creds);
     let path = pki::write_kubeconfig(&data_dir, &kubeconfig)?;

@@ -5,6 +5,7 @@
 //! code runs in `skiff server` and against a remote server.
 
 pub mod events;
+pub mod garbagecollector;
 pub mod namespace;
 pub mod nodelifecycle;
 pub mod podgc;
@@ -25,5 +26,6 @@ pub fn spawn_all(client: kube::Client, config: ControllersConfig) {
     tokio::spawn(nodelifecycle::run(client.clone(), config.node_lifecycle));
     tokio::spawn(tainteviction::run(client.clone()));
     tokio::spawn(podgc::run(client.clone(), config.pod_gc));
+    tokio::spawn(garbagecollector::run(client.clone()));
     tokio::spawn(namespace::run(client));
 }

@@ -1134,3 +1134,175 @@ fn unblock_owner_references_patch(dependent: &str, references: &[OwnerReference]
         .collect();
     json!({"metadata": {"ownerReferences": unblocked, "uid": dependent}})
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn config_maps() -> &'static ResourceInfo {
+        resource_for("v1", "ConfigMap").expect("served")
+    }
+
+    fn reference(uid: &str, name: &str, block_owner_deletion: bool) -> OwnerReference {
+        OwnerReference {
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            name: name.into(),
+            uid: uid.into(),
+            controller: None,
+            block_owner_deletion: Some(block_owner_deletion),
+        }
+    }
+
+    fn meta(uid: &str, name: &str, owners: Vec<OwnerReference>) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("default".into()),
+            uid: Some(uid.into()),
+            owner_references: (!owners.is_empty()).then_some(owners),
+            ..Default::default()
+        }
+    }
+
+    fn deleting(mut meta: ObjectMeta, finalizer: &str) -> ObjectMeta {
+        meta.deletion_timestamp = Some(Time(jiff::Timestamp::now()));
+        meta.finalizers = Some(vec![finalizer.into()]);
+        meta
+    }
+
+    fn uids(uids: &[&str]) -> Vec<Uid> {
+        uids.iter().map(|u| Uid::from(*u)).collect()
+    }
+
+    fn upsert(graph: &mut Graph, meta: ObjectMeta) -> Effects {
+        graph.apply(Change::Upsert(config_maps(), meta))
+    }
+
+    #[test]
+    fn an_owner_not_seen_yet_is_a_virtual_node_checked_live() {
+        let mut graph = Graph::default();
+        let effects = upsert(
+            &mut graph,
+            meta("d", "dep", vec![reference("o", "own", true)]),
+        );
+        assert_eq!(effects.attempt_to_delete, uids(&["o"]));
+        assert!(!graph.nodes["o"].observed);
+
+        let effects = upsert(&mut graph, meta("o", "own", vec![]));
+        assert_eq!(effects, Effects::default());
+        assert!(graph.nodes["o"].observed);
+        assert_eq!(graph.blocking_dependents("o"), [(Uid::from("d"), false)]);
+    }
+
+    #[test]
+    fn an_owner_seen_under_another_name_gets_its_dependents_checked() {
+        let mut graph = Graph::default();
+        upsert(
+            &mut graph,
+            meta("d", "dep", vec![reference("o", "wrong", true)]),
+        );
+        let effects = upsert(&mut graph, meta("o", "own", vec![]));
+        assert_eq!(effects.attempt_to_delete, uids(&["d"]));
+    }
+
+    #[test]
+    fn a_deleted_owner_gets_its_dependents_checked() {
+        let mut graph = Graph::default();
+        let owner = meta("o", "own", vec![]);
+        upsert(&mut graph, owner.clone());
+        upsert(
+            &mut graph,
+            meta("d", "dep", vec![reference("o", "own", true)]),
+        );
+        let effects = graph.apply(Change::Delete(config_maps(), owner));
+        assert_eq!(effects.attempt_to_delete, uids(&["d"]));
+        assert_eq!(effects.absent.len(), 1);
+        assert!(!graph.nodes.contains_key("o"));
+    }
+
+    #[test]
+    fn foreground_deletion_starts_once_and_blocking_dependents_release_the_owner() {
+        let mut graph = Graph::default();
+        upsert(&mut graph, meta("o", "own", vec![]));
+        let dependent = meta("d", "dep", vec![reference("o", "own", true)]);
+        upsert(&mut graph, dependent.clone());
+        let owner = deleting(meta("o", "own", vec![]), FOREGROUND_FINALIZER);
+
+        let effects = upsert(&mut graph, owner.clone());
+        assert_eq!(effects.attempt_to_delete, uids(&["d", "o"]));
+        assert!(graph.nodes["o"].deleting_dependents);
+        assert_eq!(upsert(&mut graph, owner), Effects::default());
+
+        let effects = graph.apply(Change::Delete(config_maps(), dependent));
+        assert_eq!(effects.attempt_to_delete, uids(&["o"]));
+    }
+
+    #[test]
+    fn a_dependent_that_stops_blocking_releases_its_owner() {
+        let mut graph = Graph::default();
+        upsert(&mut graph, meta("o", "own", vec![]));
+        upsert(
+            &mut graph,
+            meta("d", "dep", vec![reference("o", "own", true)]),
+        );
+        let effects = upsert(
+            &mut graph,
+            meta("d", "dep", vec![reference("o", "own", false)]),
+        );
+        assert_eq!(effects.attempt_to_delete, uids(&["o"]));
+        assert!(graph.blocking_dependents("o").is_empty());
+    }
+
+    #[test]
+    fn orphaning_starts_once() {
+        let mut graph = Graph::default();
+        let owner = deleting(meta("o", "own", vec![]), ORPHAN_FINALIZER);
+        let effects = upsert(&mut graph, owner.clone());
+        assert_eq!(effects.attempt_to_orphan, uids(&["o"]));
+        assert_eq!(upsert(&mut graph, owner), Effects::default());
+    }
+
+    #[test]
+    fn a_relist_removes_what_it_no_longer_lists() {
+        let mut graph = Graph::default();
+        upsert(&mut graph, meta("o", "own", vec![]));
+        upsert(
+            &mut graph,
+            meta("d", "dep", vec![reference("o", "own", true)]),
+        );
+        let effects = graph.apply(Change::Relisted {
+            info: config_maps(),
+            listed: ["d".to_string()].into(),
+            initial: false,
+        });
+        assert_eq!(effects.attempt_to_delete, uids(&["d"]));
+        assert!(!graph.nodes.contains_key("o"));
+        assert!(graph.nodes.contains_key("d"));
+    }
+
+    #[test]
+    fn an_absent_virtual_owner_stays_for_dependents_naming_it_otherwise() {
+        let mut graph = Graph::default();
+        let first = meta("a", "first", vec![reference("o", "own", true)]);
+        upsert(&mut graph, first.clone());
+        upsert(
+            &mut graph,
+            meta("b", "second", vec![reference("o", "other", true)]),
+        );
+        let identity = graph.nodes["o"].identity.clone();
+
+        let effects = graph.apply(Change::Absent(identity.clone()));
+        assert_eq!(effects.attempt_to_delete, uids(&["a", "o"]));
+        assert_eq!(effects.absent, [identity]);
+        assert_eq!(&*graph.nodes["o"].identity.coordinates.name, "other");
+
+        // The dependent that named the absent identity is collected, then the other name
+        // is checked and found absent as well.
+        graph.apply(Change::Delete(config_maps(), first));
+        let renamed = graph.nodes["o"].identity.clone();
+        let effects = graph.apply(Change::Absent(renamed));
+        assert!(!graph.nodes.contains_key("o"));
+        assert_eq!(effects.attempt_to_delete, uids(&["b"]));
+    }
+}

@@ -391,3 +391,62 @@ async fn a_dependent_naming_a_missing_cluster_scoped_owner_is_collected() {
     create_config_map(&config_maps, "stray", vec![missing], &[]).await;
     wait_gone(&config_maps, "stray").await;
 }
+
+/// Scale probe: 50 ReplicaSets with 100 pods each are deleted at once; reports how long the
+/// collector takes to remove the 5,000 pods. `cargo test -p skiff-controllers --test
+/// garbage_collector -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "scale probe, slow in debug builds"]
+async fn scale_background_deletion_of_5000_pods() {
+    const REPLICA_SETS: usize = 50;
+    const PODS_EACH: usize = 100;
+    let client = start().await;
+    let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    for r in 0..REPLICA_SETS {
+        let replica_set: ReplicaSet = serde_json::from_value(json!({
+            "metadata": {"name": format!("rs-{r}")},
+            "spec": {
+                "replicas": 0,
+                "selector": {"matchLabels": {"rs": r.to_string()}},
+                "template": {
+                    "metadata": {"labels": {"rs": r.to_string()}},
+                    "spec": {"containers": [{"name": "c", "image": "nginx"}]},
+                },
+            },
+        }))
+        .unwrap();
+        let replica_set = replica_sets
+            .create(&PostParams::default(), &replica_set)
+            .await
+            .unwrap();
+        let creates = (0..PODS_EACH).map(|p| {
+            let pod: Pod = serde_json::from_value(json!({
+                "metadata": {
+                    "name": format!("rs-{r}-{p}"),
+                    "ownerReferences": [controller_ref(&replica_set)],
+                },
+                "spec": {"containers": [{"name": "c", "image": "nginx"}]},
+            }))
+            .unwrap();
+            let pods = pods.clone();
+            async move { pods.create(&PostParams::default(), &pod).await.unwrap() }
+        });
+        futures::future::join_all(creates).await;
+    }
+    let started = std::time::Instant::now();
+    replica_sets
+        .delete_collection(&DeleteParams::background(), &ListParams::default())
+        .await
+        .unwrap();
+    eventually("every pod to be collected", || async {
+        let left = pods.list_metadata(&ListParams::default()).await.unwrap();
+        left.items.is_empty().then_some(())
+    })
+    .await;
+    println!(
+        "collected {} pods in {:?}",
+        REPLICA_SETS * PODS_EACH,
+        started.elapsed()
+    );
+}

@@ -315,6 +315,7 @@ impl Registry {
         }
         meta.insert("uid".into(), uuid::Uuid::new_v4().to_string().into());
         meta.insert("creationTimestamp".into(), now_rfc3339().into());
+        drop_empty_metadata(meta);
         for transient in [
             "generation",
             "deletionTimestamp",
@@ -381,11 +382,29 @@ impl Registry {
         F: FnMut(&Value) -> Result<Value, ApiError>,
     {
         let key = info.storage_key(namespace, name);
+        // As upstream, start from the watch cache's copy and read the store only when that
+        // copy turns out stale (a conflict) or when trusting it would decide the outcome (a
+        // no-op or an error must be confirmed against the latest object).
+        let mut cached = self.cache.resource(info).get(&key);
         loop {
-            let (current, kv) = self.get(info, namespace, name).await?;
-            let desired = transform(&current)?;
+            let from_cache = cached.is_some();
+            let (current, mod_revision) = match cached.take() {
+                Some(o) => (o.value(), o.revision),
+                None => {
+                    let (v, kv) = self.get(info, namespace, name).await?;
+                    (v, kv.mod_revision)
+                }
+            };
+            let desired = match transform(&current) {
+                Ok(d) => d,
+                Err(_) if from_cache => continue,
+                Err(e) => return Err(e),
+            };
             let desired_plain = strip_revision(&desired);
             if desired_plain == strip_revision(&current) {
+                if from_cache {
+                    continue;
+                }
                 return Ok(current);
             }
             if dry_run {
@@ -394,16 +413,12 @@ impl Registry {
             // Removing the last finalizer of an object being deleted completes the deletion.
             let result = if Self::deletion_complete(info, &desired) {
                 self.store
-                    .delete(&key, Some(kv.mod_revision))
+                    .delete(&key, Some(mod_revision))
                     .await
                     .map(|(rev, _)| rev)
             } else {
                 self.store
-                    .update(
-                        &key,
-                        encode_for_storage(&desired_plain),
-                        Some(kv.mod_revision),
-                    )
+                    .update(&key, encode_for_storage(&desired_plain), Some(mod_revision))
                     .await
             };
             match result {
@@ -556,6 +571,27 @@ impl Registry {
         let meta = new["metadata"]
             .as_object_mut()
             .expect("check_shape made metadata an object");
+        // A uid in the request is a precondition, as upstream's update: it must name this object.
+        if let Some(uid) = meta
+            .get("uid")
+            .and_then(Value::as_str)
+            .filter(|u| !u.is_empty())
+            && Some(uid) != old_meta.get("uid").and_then(Value::as_str)
+        {
+            return Err(ApiError::conflict_with(
+                info.plural,
+                info.group,
+                meta_str(current, "name").unwrap_or_default(),
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    old_meta
+                        .get("uid")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                ),
+            ));
+        }
+        drop_empty_metadata(meta);
         for system in [
             "uid",
             "creationTimestamp",
@@ -738,6 +774,16 @@ impl Registry {
         }
         false
     }
+}
+
+/// Drops empty lists and maps from metadata: every ObjectMeta field is `omitempty` upstream, so
+/// an emptied `ownerReferences`, `finalizers`, `labels` or `annotations` disappears.
+fn drop_empty_metadata(meta: &mut serde_json::Map<String, Value>) {
+    meta.retain(|_, v| match v {
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+        _ => true,
+    });
 }
 
 /// Records a Foreground or Orphan propagation policy as upstream does, with the finalizer the

@@ -24,6 +24,19 @@ pub struct BenchArgs {
 enum Which {
     /// API throughput and latency through HTTPS, next to the raw store's put throughput.
     Api(ApiArgs),
+    /// Scheduling throughput: pending pods bound onto nodes, with the whole server in process.
+    Scheduler(SchedulerArgs),
+}
+
+/// Options of `skiff bench scheduler`.
+#[derive(Args)]
+struct SchedulerArgs {
+    /// Nodes (4 cpu, 32Gi, 110 pods each, as upstream's scheduler_perf).
+    #[arg(long, default_value_t = 5000)]
+    nodes: usize,
+    /// Pending pods to schedule (100m cpu, 500Mi each).
+    #[arg(long, default_value_t = 50000)]
+    pods: usize,
 }
 
 /// Options of `skiff bench api`.
@@ -41,7 +54,57 @@ struct ApiArgs {
 pub async fn run(args: BenchArgs) -> Result<()> {
     match args.which {
         Which::Api(a) => api(a).await,
+        Which::Scheduler(a) => scheduler(a).await,
     }
+}
+
+/// A process's peak resident set (`VmHWM`) in MiB.
+fn peak_rss_mib(pid: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
+}
+
+/// `skiff bench scheduler`: the API server (on a SQLite file), the scheduler and the load
+/// generator all run in this process, so its peak RSS is the whole server's.
+async fn scheduler(args: SchedulerArgs) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = Arc::new(SqliteStore::open(dir.path().join("state.db"))?);
+    let api = skiff_apiserver::ApiServer::new(store, "127.0.0.1:0".into()).await?;
+    let client = kube::Client::new(api.router(), "default");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "bench"}}))?,
+        )
+        .await?;
+    println!(
+        "skiff bench scheduler: {} nodes, {} pending pods (in-process API server on SQLite)",
+        args.nodes, args.pods
+    );
+    let report =
+        skiff_scheduler::bench::bench(client, "bench", args.nodes, args.pods, Default::default())
+            .await?;
+    println!("created nodes and pods in {:.1} s", report.create_seconds);
+    println!(
+        "first pod bound {:.2} s after the scheduler started (initial lists)",
+        report.first_bound_seconds
+    );
+    println!(
+        "all {} pods bound in {:.1} s: {:.0} pods/s",
+        report.pods, report.schedule_seconds, report.pods_per_second
+    );
+    if let Some(mib) = peak_rss_mib("self") {
+        println!("peak RSS of the whole server: {mib:.0} MiB");
+    }
+    Ok(())
 }
 
 /// Latency samples of one phase.

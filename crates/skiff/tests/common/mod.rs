@@ -49,11 +49,20 @@ pub struct Server {
     pub url: String,
     /// The port the server listens on.
     pub port: u16,
+    /// Flags given to `skiff server` after `--data-dir` and `--listen`, kept for `restart`.
+    extra_args: Vec<String>,
 }
 
 impl Server {
     /// Starts a server on a new, empty data directory and an ephemeral port.
     pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// Starts a server like [`Server::start`], passing `extra_args` (e.g. `--sim-nodes 3`) to
+    /// `skiff server`; [`Server::restart`] passes them again.
+    pub fn start_with(extra_args: &[&str]) -> Server {
+        let extra_args: Vec<String> = extra_args.iter().map(|a| a.to_string()).collect();
         let data_dir = tempfile::Builder::new()
             .prefix("skiff-data-")
             .tempdir()
@@ -63,7 +72,8 @@ impl Server {
             .tempdir()
             .expect("creating the scratch dir");
         let log_path = scratch.path().join("server.log");
-        let (child, url, port) = spawn_server(data_dir.path(), "127.0.0.1:0", &log_path);
+        let (child, url, port) =
+            spawn_server(data_dir.path(), "127.0.0.1:0", &extra_args, &log_path);
         let cache_dir = tempfile::Builder::new()
             .prefix("skiff-kubecache-")
             .tempdir()
@@ -76,6 +86,7 @@ impl Server {
             log_path,
             url,
             port,
+            extra_args,
         }
     }
 
@@ -84,7 +95,12 @@ impl Server {
     pub fn restart(&mut self) {
         self.stop();
         let listen = format!("127.0.0.1:{}", self.port);
-        let (child, url, port) = spawn_server(self.data_dir.path(), &listen, &self.log_path);
+        let (child, url, port) = spawn_server(
+            self.data_dir.path(),
+            &listen,
+            &self.extra_args,
+            &self.log_path,
+        );
         assert_eq!(
             url, self.url,
             "the restarted server announces a different URL"
@@ -218,7 +234,12 @@ impl Drop for Server {
 
 /// Starts `skiff server` and waits for `skiff server ready at <url> in <n> ms` followed by
 /// `kubeconfig: <path>`. Returns the child, the URL and the port.
-fn spawn_server(data_dir: &Path, listen: &str, log_path: &Path) -> (Child, String, u16) {
+fn spawn_server(
+    data_dir: &Path,
+    listen: &str,
+    extra_args: &[String],
+    log_path: &Path,
+) -> (Child, String, u16) {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -228,6 +249,7 @@ fn spawn_server(data_dir: &Path, listen: &str, log_path: &Path) -> (Child, Strin
         .args(["server", "--data-dir"])
         .arg(data_dir)
         .args(["--listen", listen])
+        .args(extra_args)
         .env("SKIFF_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -501,6 +523,26 @@ impl Drop for Background {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Calls `probe` every 200 ms until it returns `Ok`, and returns that value; fails the test
+/// with `what` and the last `Err` (a description of what was seen) if `timeout` passes first.
+#[track_caller]
+pub fn wait_until<T>(
+    what: &str,
+    timeout: Duration,
+    mut probe: impl FnMut() -> Result<T, String>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match probe() {
+            Ok(value) => return value,
+            Err(last) if Instant::now() > deadline => {
+                panic!("{what}: not within {timeout:?}; last seen:\n{last}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
     }
 }
 

@@ -62,6 +62,14 @@ fn create_pod(server: &Server, name: &str, spec_yaml: &str) {
     apply(server, &manifest, &format!("pod/{name} created"));
 }
 
+/// A pod spec fragment for [`create_pod`] that requires node `node` by a `matchFields` term
+/// on `metadata.name`, as DaemonSet pods do.
+fn pinned_to(node: &str) -> String {
+    format!(
+        "  affinity:\n    nodeAffinity:\n      requiredDuringSchedulingIgnoredDuringExecution:\n        nodeSelectorTerms:\n        - matchFields:\n          - key: metadata.name\n            operator: In\n            values: [{node}]\n"
+    )
+}
+
 /// `kubectl get pod NAME -o jsonpath=TEMPLATE`.
 fn pod_jsonpath(server: &Server, name: &str, template: &str) -> String {
     server.ok(&["get", "pod", name, "-o", &format!("jsonpath={template}")])
@@ -184,8 +192,12 @@ fn scheduling_filters_node_name_selector_affinity_and_taints() {
     create_pod(
         &server,
         "pinned",
-        "  affinity:\n    nodeAffinity:\n      requiredDuringSchedulingIgnoredDuringExecution:\n        nodeSelectorTerms:\n        - matchFields:\n          - key: metadata.name\n            operator: In\n            values: [sim-0003]\n  tolerations:\n  - key: dedicated\n    operator: Equal\n    value: infra\n    effect: NoSchedule\n",
+        &format!(
+            "{}  tolerations:\n  - key: dedicated\n    operator: Equal\n    value: infra\n    effect: NoSchedule\n",
+            pinned_to("sim-0003")
+        ),
     );
+    create_pod(&server, "pinned-untolerated", &pinned_to("sim-0003"));
     create_pod(
         &server,
         "untolerated",
@@ -204,13 +216,20 @@ fn scheduling_filters_node_name_selector_affinity_and_taints() {
         pod_jsonpath(&server, "untolerated", "{.status.phase}"),
         "Pending"
     );
+    // Nodes that a matchFields term leaves out are never filtered; upstream counts them apart.
+    wait_unschedulable(
+        &server,
+        "pinned-untolerated",
+        "0/3 nodes are available: 1 node(s) had untolerated taint {dedicated: infra}, 2 node(s) didn't satisfy plugin(s) [NodeAffinity]. preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling.",
+    );
 
-    // Removing the taint lets the waiting pod in.
+    // Removing the taint lets the waiting pods in.
     assert_eq!(
         server.ok(&["taint", "nodes", "sim-0003", "dedicated=infra:NoSchedule-"]),
         "node/sim-0003 untainted\n"
     );
     wait_running_on(&server, "untolerated", "sim-0003");
+    wait_running_on(&server, "pinned-untolerated", "sim-0003");
     wait_event(
         &server,
         "Pod",
@@ -806,7 +825,7 @@ fn pod_identities(server: &Server) -> Vec<Value> {
 #[test]
 fn a_restarted_server_keeps_nodes_and_pods_where_they_are() {
     let local = host_node_name();
-    let mut expected_nodes = vec![local.clone(), "sim-0001".to_owned(), "sim-0002".to_owned()];
+    let mut expected_nodes = [local.clone(), "sim-0001".to_owned(), "sim-0002".to_owned()];
     expected_nodes.sort();
     let expected_refs: Vec<&str> = expected_nodes.iter().map(String::as_str).collect();
     let mut server = start_cluster(&["--sim-nodes", "2"], &expected_refs);

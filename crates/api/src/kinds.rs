@@ -273,39 +273,13 @@ fn qos_class(spec: &Value) -> &'static str {
     }
 }
 
-/// The value of a `resource.Quantity` (`500m`, `1Gi`, `2e3`, or a bare number).
+/// The value of a `resource.Quantity` written as a string or a bare number.
 fn quantity(value: &Value) -> Option<f64> {
-    let text = match value {
-        Value::String(s) => s.trim(),
-        Value::Number(n) => return n.as_f64(),
-        _ => return None,
-    };
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | '+' | '-')))
-        .unwrap_or(text.len());
-    let (number, suffix) = text.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    let binary = |power: i32| 1024f64.powi(power);
-    let scale = match suffix {
-        "" => 1.0,
-        "n" => 1e-9,
-        "u" => 1e-6,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => binary(1),
-        "Mi" => binary(2),
-        "Gi" => binary(3),
-        "Ti" => binary(4),
-        "Pi" => binary(5),
-        "Ei" => binary(6),
-        exponent => 10f64.powi(exponent.strip_prefix(['e', 'E'])?.parse().ok()?),
-    };
-    Some(number * scale)
+    match value {
+        Value::String(s) => crate::quantity::parse(s),
+        Value::Number(n) => n.as_f64(),
+        _ => None,
+    }
 }
 
 /// Namespace `PrepareForCreate`: the `kubernetes` finalizer is always there at first.

@@ -12,6 +12,7 @@ pub mod openapi;
 pub mod patch;
 pub mod printers;
 pub mod protobuf;
+pub mod quantity;
 pub mod resources;
 pub mod selector;
 pub mod strategy;

@@ -4,8 +4,9 @@
 use super::meta::{immutable, nonnegative, validate_label_selector, validate_labels};
 use super::names;
 use super::pod::validate_port_num_or_name;
-use super::{Errors, Path, list, quantity, text};
+use super::{Errors, Path, list, text};
 use crate::errors::FieldError;
+use crate::quantity;
 use serde_json::Value;
 use std::collections::HashSet;
 

@@ -11,7 +11,6 @@ mod core;
 mod meta;
 pub mod names;
 mod pod;
-mod quantity;
 
 use crate::errors::FieldError;
 use serde_json::Value;

@@ -6,8 +6,9 @@ use super::meta::{
     validate_labels,
 };
 use super::names::{self, inclusive_range_error};
-use super::{Errors, Path, list, quantity, text};
+use super::{Errors, Path, list, text};
 use crate::errors::FieldError;
+use crate::quantity;
 use serde_json::Value;
 use std::collections::HashSet;
 

@@ -716,6 +716,15 @@ fn a_simulated_node_joins_with_kubectl_apply_and_leaves_with_delete() {
         }
     });
     wait_running_on(&server, "gpu-job", "gpu-1");
+    // The simulator creates the node's Lease on its next renewal round (within 10 s).
+    wait_until("the gpu-1 Lease", SETTLE, || {
+        let leases = server.ok(&["get", "leases", "-n", "kube-node-lease", "-o", "name"]);
+        if leases.contains("/gpu-1\n") {
+            Ok(())
+        } else {
+            Err(leases)
+        }
+    });
 
     assert_eq!(
         server.ok(&["delete", "node", "gpu-1"]),
@@ -725,8 +734,16 @@ fn a_simulated_node_joins_with_kubectl_apply_and_leaves_with_delete() {
         server.run(&["get", "node", "gpu-1"]).failure(),
         "Error from server (NotFound): nodes \"gpu-1\" not found\n"
     );
-    // The simulator dropped it rather than registering it again.
-    std::thread::sleep(Duration::from_secs(3));
+    // Its heartbeat Lease, owned by the Node, is garbage-collected; by then the simulator,
+    // had it kept the node, would have registered it again.
+    wait_until("the gpu-1 Lease collected", SETTLE, || {
+        let leases = server.ok(&["get", "leases", "-n", "kube-node-lease", "-o", "name"]);
+        if leases.contains("/gpu-1\n") {
+            Err(leases)
+        } else {
+            Ok(())
+        }
+    });
     assert_eq!(
         server.ok(&["get", "nodes", "-o", "name"]),
         "node/sim-0001\nnode/sim-0002\nnode/sim-0003\n"

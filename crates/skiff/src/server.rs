@@ -5,7 +5,7 @@ use clap::Args;
 use serde_json::{Value, json};
 use skiff_agent::podcidr;
 use skiff_agent::sim::{SimRuntime, SimTiming};
-use skiff_agent::{AgentConfig, SimConfig};
+use skiff_agent::{AgentConfig, HeartbeatTimings, SimConfig};
 use skiff_apiserver::{ApiServer, pki};
 use skiff_store::sqlite::SqliteStore;
 use std::net::SocketAddr;
@@ -49,9 +49,18 @@ pub fn host_node_name() -> String {
 
 /// Starts the scheduler, the controllers and the node agents on an in-process client.
 fn spawn_components(client: kube::Client, args: &ServerArgs) {
+    // Upstream's timings (renew every 10 s, check every 5 s, grace 50 s) keep heartbeats well
+    // inside the grace period; a shorter grace period (tests, demos) scales them down with it so
+    // that healthy nodes never look dead between renewals.
+    let grace = Duration::from_secs(args.node_monitor_grace_period.max(1));
     let mut controllers = skiff_controllers::ControllersConfig::default();
-    controllers.node_lifecycle.node_monitor_grace_period =
-        Duration::from_secs(args.node_monitor_grace_period);
+    controllers.node_lifecycle.node_monitor_grace_period = grace;
+    controllers.node_lifecycle.node_monitor_period = controllers
+        .node_lifecycle
+        .node_monitor_period
+        .min(grace / 4);
+    let mut heartbeat = HeartbeatTimings::default();
+    heartbeat.renew_interval = heartbeat.renew_interval.min(grace / 4);
     skiff_controllers::spawn_all(client.clone(), controllers);
     tokio::spawn(skiff_scheduler::run(client.clone(), Default::default()));
     tokio::spawn(podcidr::run_pod_cidr_allocator(
@@ -62,7 +71,10 @@ fn spawn_components(client: kube::Client, args: &ServerArgs) {
         let runtime = Arc::new(SimRuntime::new(SimTiming::default()));
         let agent = skiff_agent::run_node_agent(
             client.clone(),
-            AgentConfig::new(&host_node_name(), runtime),
+            AgentConfig {
+                heartbeat: heartbeat.clone(),
+                ..AgentConfig::new(&host_node_name(), runtime)
+            },
         );
         tokio::spawn(async move {
             if let Err(e) = agent.await {
@@ -74,6 +86,7 @@ fn spawn_components(client: kube::Client, args: &ServerArgs) {
         client,
         SimConfig {
             nodes: args.sim_nodes,
+            heartbeat,
             ..SimConfig::default()
         },
     );

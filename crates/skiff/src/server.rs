@@ -72,7 +72,7 @@ fn spawn_components(client: kube::Client, args: &ServerArgs) {
         let agent = skiff_agent::run_node_agent(
             client.clone(),
             AgentConfig {
-                heartbeat: heartbeat.clone(),
+                heartbeat,
                 ..AgentConfig::new(&host_node_name(), runtime)
             },
         );

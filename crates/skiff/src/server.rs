@@ -59,6 +59,9 @@ fn spawn_components(client: kube::Client, args: &ServerArgs) {
         .node_lifecycle
         .node_monitor_period
         .min(grace / 4);
+    // Pod GC's quarantine for pods of deleted nodes (40 s) and period (20 s) follow it too.
+    controllers.pod_gc.quarantine_time = controllers.pod_gc.quarantine_time.min(grace);
+    controllers.pod_gc.gc_check_period = controllers.pod_gc.gc_check_period.min(grace / 2);
     let mut heartbeat = HeartbeatTimings::default();
     heartbeat.renew_interval = heartbeat.renew_interval.min(grace / 4);
     skiff_controllers::spawn_all(client.clone(), controllers);

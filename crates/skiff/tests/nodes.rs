@@ -650,9 +650,18 @@ fn a_node_that_stops_heartbeating_is_tainted_and_its_pods_evicted() {
 }
 
 #[test]
-#[ignore = "takes 40-80 s: pod GC's quarantine (40 s) and period (20 s) are not settable on skiff server"]
 fn deleting_a_node_garbage_collects_its_pods() {
-    let server = three_sim_nodes();
+    // A short grace period also shortens pod GC's quarantine of a deleted node's pods.
+    let server = start_cluster(
+        &[
+            "--no-local-node",
+            "--sim-nodes",
+            "3",
+            "--node-monitor-grace-period",
+            "4",
+        ],
+        &["sim-0001", "sim-0002", "sim-0003"],
+    );
     create_pod(&server, "orphan", "  nodeName: sim-0002\n");
     create_pod(&server, "kept", "  nodeName: sim-0001\n");
     wait_running_on(&server, "orphan", "sim-0002");

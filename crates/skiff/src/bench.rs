@@ -182,12 +182,13 @@ struct ServerProcess {
 }
 
 impl ServerProcess {
-    fn start() -> Result<Self> {
+    fn start(extra_args: &[&str]) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let started = Instant::now();
         let mut child = Command::new(std::env::current_exe()?)
             .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path())
+            .args(extra_args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -250,7 +251,14 @@ async fn api(args: ApiArgs) -> Result<()> {
         ms(raw.p99)
     );
 
-    let server = ServerProcess::start()?;
+    // The whole control plane, idle, for its footprint; then the API alone for the load, so
+    // that the scheduler and node agents do not add their own writes for every pod created.
+    let full = ServerProcess::start(&[])?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let full_idle_rss = full.rss_kib();
+    let full_ready_after = full.ready_after;
+    drop(full);
+    let server = ServerProcess::start(&["--api-only"])?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle_rss = server.rss_kib();
     let client = server.client().await?;
@@ -368,11 +376,21 @@ async fn api(args: ApiArgs) -> Result<()> {
         ratio * 100.0
     );
     println!(
-        "server ready after {:.0} ms (process start to ready line)",
-        ms(server.ready_after)
+        "server ready after {:.0} ms (process start to ready line; full control plane {:.0} ms)",
+        ms(server.ready_after),
+        ms(full_ready_after)
     );
     if let Some(kib) = idle_rss {
-        println!("idle RSS (empty store): {:.1} MiB", kib as f64 / 1024.0);
+        println!(
+            "idle RSS, API only (empty store): {:.1} MiB",
+            kib as f64 / 1024.0
+        );
+    }
+    if let Some(kib) = full_idle_rss {
+        println!(
+            "idle RSS, full control plane with its local node: {:.1} MiB",
+            kib as f64 / 1024.0
+        );
     }
     if let Some(kib) = server.rss_kib() {
         println!(

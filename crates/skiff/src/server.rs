@@ -36,6 +36,10 @@ pub struct ServerArgs {
     /// Run no local node: only the API, the scheduler and the controllers.
     #[arg(long)]
     no_local_node: bool,
+    /// Serve only the API: no scheduler, controllers or nodes (for API benchmarks, and as a
+    /// light API server to test controllers against).
+    #[arg(long)]
+    api_only: bool,
 }
 
 /// The local node's name: the host name, lower-cased, as the kubelet registers.
@@ -125,7 +129,9 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let api = ApiServer::new(store, local.to_string()).await?;
     // Controllers, scheduler and agents are ordinary API clients; in-process they reach the API
     // through its router.
-    spawn_components(kube::Client::new(api.router(), "default"), &args);
+    if !args.api_only {
+        spawn_components(kube::Client::new(api.router(), "default"), &args);
+    }
     let url = format!("https://{}", display_addr(local));
     let kubeconfig = pki::kubeconfig("skiff", &url, &creds);
     let path = pki::write_kubeconfig(&data_dir, &kubeconfig)?;

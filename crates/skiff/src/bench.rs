@@ -26,6 +26,22 @@ enum Which {
     Api(ApiArgs),
     /// Scheduling throughput: pending pods bound onto nodes, with the whole server in process.
     Scheduler(SchedulerArgs),
+    /// A big simulated cluster held steady: pods Running on simulated nodes, heartbeats and all.
+    Steady(SteadyArgs),
+}
+
+/// Options of `skiff bench steady`.
+#[derive(Args)]
+struct SteadyArgs {
+    /// Simulated nodes.
+    #[arg(long, default_value_t = 5000)]
+    nodes: usize,
+    /// Pods to run on them.
+    #[arg(long, default_value_t = 150_000)]
+    pods: usize,
+    /// How long to hold the cluster once every pod runs.
+    #[arg(long, default_value_t = 300)]
+    hold_seconds: u64,
 }
 
 /// Options of `skiff bench scheduler`.
@@ -55,6 +71,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     match args.which {
         Which::Api(a) => api(a).await,
         Which::Scheduler(a) => scheduler(a).await,
+        Which::Steady(a) => steady(a).await,
     }
 }
 
@@ -104,6 +121,121 @@ async fn scheduler(args: SchedulerArgs) -> Result<()> {
     if let Some(mib) = peak_rss_mib("self") {
         println!("peak RSS of the whole server: {mib:.0} MiB");
     }
+    Ok(())
+}
+
+/// CPU time (user + system) this process has used.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
+        .sum();
+    Duration::from_secs_f64(ticks as f64 / 100.0)
+}
+
+/// How many pods are not Running yet, from one filtered, one-item list.
+async fn pods_not_running(pods: &Api<Pod>) -> Result<u64> {
+    let page = pods
+        .list_metadata(
+            &ListParams::default()
+                .fields("status.phase!=Running")
+                .limit(1),
+        )
+        .await?;
+    Ok(page.items.len() as u64 + page.metadata.remaining_item_count.unwrap_or(0).max(0) as u64)
+}
+
+/// `skiff bench steady`: the whole control plane in this process (API server on a SQLite file,
+/// scheduler, controllers, node simulator), filled with pods and then left alone, measuring
+/// what holding the cluster costs.
+async fn steady(args: SteadyArgs) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store = Arc::new(SqliteStore::open(dir.path().join("state.db"))?);
+    let api = skiff_apiserver::ApiServer::new(store, "127.0.0.1:0".into()).await?;
+    let client = kube::Client::new(api.router(), "default");
+    skiff_controllers::spawn_all(client.clone(), Default::default());
+    tokio::spawn(skiff_scheduler::run(client.clone(), Default::default()));
+    let cidr = skiff_agent::podcidr::DEFAULT_CLUSTER_CIDR.parse()?;
+    tokio::spawn(skiff_agent::run_pod_cidr_allocator(client.clone(), cidr));
+    let simulator = skiff_agent::run_simulator(
+        client.clone(),
+        skiff_agent::SimConfig {
+            nodes: args.nodes,
+            ..Default::default()
+        },
+    );
+    tokio::spawn(simulator);
+    println!(
+        "skiff bench steady: {} simulated nodes, {} pods, held {} s",
+        args.nodes, args.pods, args.hold_seconds
+    );
+
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "bench"}}))?,
+        )
+        .await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "bench");
+    let started = Instant::now();
+    let api = pods.clone();
+    phase("pod create", 64, args.pods, move |i| {
+        let api = api.clone();
+        async move {
+            let pod: Pod = serde_json::from_value(json!({
+                "metadata": {"name": format!("steady-{i}"), "labels": {"app": "steady"}},
+                "spec": {"containers": [{"name": "app", "image": "nginx:1.25", "resources": {"requests": {"cpu": "10m", "memory": "10Mi"}}}]},
+            }))?;
+            api.create(&PostParams::default(), &pod).await?;
+            Ok(())
+        }
+    })
+    .await?
+    .print();
+    loop {
+        let left = pods_not_running(&pods).await?;
+        if left == 0 {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(1800),
+            "{left} pods still not Running after 30 minutes"
+        );
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    println!(
+        "all {} pods Running {:.0} s after the first create",
+        args.pods,
+        started.elapsed().as_secs_f64()
+    );
+
+    let cpu_before = cpu_time();
+    let hold = Instant::now();
+    let mut max_rss = 0f64;
+    while hold.elapsed() < Duration::from_secs(args.hold_seconds) {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let rss: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0.0);
+        max_rss = max_rss.max(rss / 1024.0);
+    }
+    let cpu = (cpu_time() - cpu_before).as_secs_f64() / hold.elapsed().as_secs_f64();
+    let left = pods_not_running(&pods).await?;
+    println!(
+        "held {:.0} s: average CPU {cpu:.2} cores, max RSS {max_rss:.0} MiB, peak RSS {:.0} MiB; pods not Running at the end: {left}",
+        hold.elapsed().as_secs_f64(),
+        peak_rss_mib("self").unwrap_or(0.0)
+    );
     Ok(())
 }
 

@@ -186,7 +186,7 @@ async fn steady(args: SteadyArgs) -> Result<()> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), "bench");
     let started = Instant::now();
     let api = pods.clone();
-    phase("pod create", 64, args.pods, move |i| {
+    phase("pod create", 16, args.pods, move |i| {
         let api = api.clone();
         async move {
             let pod: Pod = serde_json::from_value(json!({

@@ -58,6 +58,13 @@ use writer::{Request, Revisions, WriteOp};
 /// in-memory database (rollback journal, no WAL) and a concurrently opened second store ever wait.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Live events a subscription may have queued before it is dropped as too slow. The writer
+/// never waits for a watcher: a dropped watcher's stream ends and its owner re-lists or replays
+/// history, which costs far more than queueing, so the bound is generous: about ten seconds of
+/// writes at the rates a loaded 2-core machine sustains (the API server's watch cache is the
+/// one subscriber in practice).
+pub const LIVE_BUFFER: usize = 64 * 1024;
+
 /// Events buffered for a watcher whose consumer is between reads; see [`Store::watch`].
 const WATCH_BUFFER: usize = 256;
 

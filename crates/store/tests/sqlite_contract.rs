@@ -46,7 +46,7 @@ async fn persists_across_restart() {
 async fn slow_watcher_is_dropped_not_waited_for() {
     let store = in_memory().await;
     let mut stalled = store.watch("/s/", 0).await.unwrap();
-    let writes = 10_000;
+    let writes = skiff_store::sqlite::LIVE_BUFFER + 1_000;
     for i in 0..writes {
         store
             .create(&format!("/s/{i}"), Bytes::from_static(b"v"))

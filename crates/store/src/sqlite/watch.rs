@@ -8,9 +8,7 @@ use tokio::sync::mpsc::{self, error::TrySendError};
 use super::reader::History;
 use crate::{Event, Revision};
 
-/// Live events a subscription may have queued before it is dropped as too slow. The writer
-/// never waits for a watcher: a dropped watcher's stream ends and its owner re-lists.
-const LIVE_BUFFER: usize = 4096;
+use super::LIVE_BUFFER;
 
 /// A live subscription to keys under a prefix.
 struct Subscriber {

@@ -143,9 +143,13 @@ fn cpu_time() -> Duration {
 async fn pods_not_running(pods: &Api<Pod>) -> Result<u64> {
     let page = pods
         .list_metadata(
+            // Not a consistent read: at this scale the watch cache may trail the store by more
+            // than the 5 s a consistent read waits, and the count only has to converge.
             &ListParams::default()
                 .fields("status.phase!=Running")
-                .limit(1),
+                .limit(1)
+                .at("1")
+                .matching(kube::api::VersionMatch::NotOlderThan),
         )
         .await?;
     Ok(page.items.len() as u64 + page.metadata.remaining_item_count.unwrap_or(0).max(0) as u64)

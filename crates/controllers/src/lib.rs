@@ -4,12 +4,15 @@
 //! [`kube::Client`], in-process (over the API router, no TCP) or over the network, so the same
 //! code runs in `skiff server` and against a remote server.
 
+pub mod controller_ref;
 pub mod events;
+pub mod expectations;
 pub mod garbagecollector;
 pub mod namespace;
 pub mod nodelifecycle;
 pub mod podgc;
 pub mod tainteviction;
+pub mod workqueue;
 
 /// Settings of the controllers, as kube-controller-manager's flags; `Default` gives upstream's
 /// defaults.

@@ -248,6 +248,15 @@ impl ApiError {
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(403, "Forbidden", message)
     }
+    /// 403 for a create in a namespace being deleted, with upstream's `NamespaceTerminating`
+    /// cause, by which controllers tell it from other refusals.
+    pub fn namespace_terminating(namespace: &str) -> Self {
+        let message = format!(
+            "unable to create new content in namespace {namespace} because it is being terminated"
+        );
+        let cause = json!({"reason": "NamespaceTerminating", "message": message, "field": "metadata.namespace"});
+        Self::forbidden(message).with_details(json!({"causes": [cause]}))
+    }
     /// 404 NotFound for a named object.
     pub fn not_found(resource: &str, group: &str, name: &str) -> Self {
         Self::new(

@@ -238,9 +238,7 @@ impl Registry {
                 if ns["status"]["phase"] == "Terminating"
                     || !ns["metadata"]["deletionTimestamp"].is_null() =>
             {
-                Err(ApiError::forbidden(format!(
-                    "unable to create new content in namespace {namespace} because it is being terminated"
-                )))
+                Err(ApiError::namespace_terminating(namespace))
             }
             Some(_) => Ok(()),
         }

@@ -4,6 +4,7 @@
 //! [`kube::Client`], in-process (over the API router, no TCP) or over the network, so the same
 //! code runs in `skiff server` and against a remote server.
 
+pub mod apierror;
 pub mod controller_ref;
 pub mod events;
 pub mod expectations;
@@ -11,6 +12,9 @@ pub mod garbagecollector;
 pub mod namespace;
 pub mod nodelifecycle;
 pub mod podgc;
+pub mod podutil;
+pub mod replicaset;
+pub mod slowstart;
 pub mod tainteviction;
 pub mod workqueue;
 
@@ -30,5 +34,6 @@ pub fn spawn_all(client: kube::Client, config: ControllersConfig) {
     tokio::spawn(tainteviction::run(client.clone()));
     tokio::spawn(podgc::run(client.clone(), config.pod_gc));
     tokio::spawn(garbagecollector::run(client.clone()));
+    tokio::spawn(replicaset::run(client.clone()));
     tokio::spawn(namespace::run(client));
 }

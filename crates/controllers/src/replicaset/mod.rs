@@ -1,0 +1,540 @@
+//! The ReplicaSet controller (upstream `pkg/controller/replicaset`): keeps `spec.replicas`
+//! active pods matching each ReplicaSet's selector, adopting matching orphans and releasing
+//! pods that stop matching, and reports what it sees in the status.
+//!
+//! Each sync claims the pods, creates or deletes the difference (at most 500 per sync, creates
+//! in slow-start batches, deletes chosen by [`ranking`]) and writes [`status`]. Expectations
+//! keep a sync from acting again before the informer has shown its last creates and deletes.
+
+pub mod ranking;
+pub mod status;
+
+use crate::controller_ref::{self, ControllerRefManager, plan_claims};
+use crate::events::{self, EventRecorder, EventType};
+use crate::expectations::Expectations;
+use crate::slowstart::slow_start_batch;
+use crate::workqueue::WorkQueue;
+use crate::{apierror, podutil};
+use futures::StreamExt;
+use futures::future::join_all;
+use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodCondition, PodSpec, PodStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, PostParams};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use skiff_api::selector::LabelSelector;
+use status::ManageError;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The controller's name, its events' `source.component`.
+const COMPONENT: &str = "replicaset-controller";
+/// The most pods created or deleted in one sync (upstream's `BurstReplicas`).
+const BURST_REPLICAS: usize = 500;
+/// Concurrent syncs (kube-controller-manager's `--concurrent-replicaset-syncs`).
+const WORKERS: usize = 5;
+
+/// Runs the controller until the process ends.
+pub async fn run(client: Client) {
+    let (replica_sets, rs_writer) = reflector::store::<ReplicaSet>();
+    let (pods, pod_writer) = reflector::store::<Pod>();
+    let controller = Arc::new(Controller {
+        recorder: EventRecorder::new(client.clone(), COMPONENT),
+        client: client.clone(),
+        replica_sets,
+        pods,
+        queue: WorkQueue::new(),
+        expectations: Expectations::new(),
+        seen_pods: Mutex::new(SeenPods::default()),
+    });
+    let c = controller.clone();
+    tokio::spawn(
+        watcher(
+            Api::<ReplicaSet>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .reflect(rs_writer)
+        .for_each(move |event| {
+            c.replica_set_event(event);
+            futures::future::ready(())
+        }),
+    );
+    let c = controller.clone();
+    tokio::spawn(
+        watcher(Api::<Pod>::all(client), watcher::Config::default())
+            .default_backoff()
+            .modify(slim_pod)
+            .reflect(pod_writer)
+            .for_each(move |event| {
+                c.pod_event(event);
+                futures::future::ready(())
+            }),
+    );
+    let ready = (
+        controller.replica_sets.wait_until_ready().await,
+        controller.pods.wait_until_ready().await,
+    );
+    if ready.0.is_err() || ready.1.is_err() {
+        return;
+    }
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|_| tokio::spawn(controller.clone().work()))
+        .collect();
+    join_all(workers).await;
+}
+
+/// Keeps of a pod only what the controller reads: a cluster may hold many pods.
+fn slim_pod(pod: &mut Pod) {
+    let meta = std::mem::take(&mut pod.metadata);
+    let cost = meta
+        .annotations
+        .and_then(|mut a| a.remove_entry(ranking::POD_DELETION_COST))
+        .map(|entry| [entry].into());
+    pod.metadata = ObjectMeta {
+        name: meta.name,
+        namespace: meta.namespace,
+        uid: meta.uid,
+        resource_version: meta.resource_version,
+        creation_timestamp: meta.creation_timestamp,
+        deletion_timestamp: meta.deletion_timestamp,
+        labels: meta.labels,
+        annotations: cost,
+        owner_references: meta.owner_references,
+        ..Default::default()
+    };
+    pod.spec = Some(PodSpec {
+        node_name: pod.spec.take().and_then(|s| s.node_name),
+        ..Default::default()
+    });
+    let status = pod.status.take().unwrap_or_default();
+    pod.status = Some(PodStatus {
+        phase: status.phase,
+        conditions: status.conditions.map(|c| {
+            c.into_iter()
+                .filter(|c| c.type_ == "Ready")
+                .map(|c| PodCondition {
+                    message: None,
+                    reason: None,
+                    ..c
+                })
+                .collect()
+        }),
+        container_statuses: status.container_statuses.map(|statuses| {
+            statuses
+                .into_iter()
+                .map(|s| ContainerStatus {
+                    restart_count: s.restart_count,
+                    ..Default::default()
+                })
+                .collect()
+        }),
+        ..Default::default()
+    });
+}
+
+/// The pods the informer has shown, so that a pod's first appearance counts as a creation
+/// and a relist can tell which pods vanished meanwhile.
+#[derive(Default)]
+struct SeenPods {
+    /// By uid: the pod's key and its controlling ReplicaSet's key, if any.
+    known: HashMap<String, (String, Option<String>)>,
+    /// Pods of a relist in progress, applied when it ends (the store changes only then).
+    relisted: Option<Vec<Pod>>,
+}
+
+struct Controller {
+    client: Client,
+    recorder: EventRecorder,
+    replica_sets: Store<ReplicaSet>,
+    pods: Store<Pod>,
+    queue: WorkQueue<String>,
+    expectations: Expectations,
+    seen_pods: Mutex<SeenPods>,
+}
+
+/// `namespace/name` of a namespaced object.
+fn key_of(meta: &ObjectMeta) -> String {
+    format!(
+        "{}/{}",
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default()
+    )
+}
+
+impl Controller {
+    fn replica_set_event(&self, event: Result<watcher::Event<ReplicaSet>, watcher::Error>) {
+        match event {
+            Ok(watcher::Event::Apply(rs)) => self.queue.add(key_of(&rs.metadata)),
+            Ok(watcher::Event::Delete(rs)) => {
+                let key = key_of(&rs.metadata);
+                self.expectations.forget(&key);
+                self.queue.add(key);
+            }
+            // The store holds the relisted objects only once the relist is done.
+            Ok(watcher::Event::InitDone) => {
+                for rs in self.replica_sets.state() {
+                    self.queue.add(key_of(&rs.metadata));
+                }
+            }
+            Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
+            Err(err) => tracing::warn!(%err, "replica set watch failed"),
+        }
+    }
+
+    fn pod_event(&self, event: Result<watcher::Event<Pod>, watcher::Error>) {
+        let mut seen = self.seen_pods.lock().unwrap_or_else(|e| e.into_inner());
+        match event {
+            Ok(watcher::Event::Apply(pod)) => self.pod_changed(&mut seen, &pod),
+            Ok(watcher::Event::Delete(pod)) => {
+                let key = key_of(&pod.metadata);
+                let owner = self.owner_key(&pod);
+                seen.known
+                    .remove(pod.metadata.uid.as_deref().unwrap_or_default());
+                if let Some(owner) = owner {
+                    self.expectations.deletion_observed(&owner, &key);
+                    self.queue.add(owner);
+                }
+            }
+            Ok(watcher::Event::Init) => seen.relisted = Some(Vec::new()),
+            Ok(watcher::Event::InitApply(pod)) => {
+                if let Some(relisted) = &mut seen.relisted {
+                    relisted.push(pod);
+                }
+            }
+            Ok(watcher::Event::InitDone) => {
+                let relisted = seen.relisted.take().unwrap_or_default();
+                let present: HashSet<&str> = relisted
+                    .iter()
+                    .filter_map(|p| p.metadata.uid.as_deref())
+                    .collect();
+                let vanished: Vec<String> = seen
+                    .known
+                    .keys()
+                    .filter(|uid| !present.contains(uid.as_str()))
+                    .cloned()
+                    .collect();
+                for uid in vanished {
+                    if let Some((key, Some(owner))) = seen.known.remove(&uid) {
+                        self.expectations.deletion_observed(&owner, &key);
+                    }
+                }
+                for pod in &relisted {
+                    self.pod_changed(&mut seen, pod);
+                }
+                for rs in self.replica_sets.state() {
+                    self.queue.add(key_of(&rs.metadata));
+                }
+            }
+            Err(err) => tracing::warn!(%err, "pod watch failed"),
+        }
+    }
+
+    /// A pod appeared or changed (upstream's `addPod` and `updatePod`).
+    fn pod_changed(&self, seen: &mut SeenPods, pod: &Pod) {
+        let key = key_of(&pod.metadata);
+        let owner = self.owner_key(pod);
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let first_sight = seen
+            .known
+            .insert(uid, (key.clone(), owner.clone()))
+            .is_none();
+        match owner {
+            Some(owner) => {
+                if pod.metadata.deletion_timestamp.is_some() {
+                    // A pod that shows up already being deleted is not a creation.
+                    self.expectations.deletion_observed(&owner, &key);
+                } else if first_sight {
+                    self.expectations.creation_observed(&owner);
+                }
+                self.queue.add(owner);
+            }
+            None if controller_ref::controller_of(&pod.metadata).is_none()
+                && pod.metadata.deletion_timestamp.is_none() =>
+            {
+                for rs in self.selecting(pod) {
+                    self.queue.add(rs);
+                }
+            }
+            None => {}
+        }
+    }
+
+    /// The key of the ReplicaSet that controls `pod`, if one in the cache does (same uid).
+    fn owner_key(&self, pod: &Pod) -> Option<String> {
+        let reference = controller_ref::controller_of(&pod.metadata)?;
+        if reference.kind != "ReplicaSet" || !reference.api_version.starts_with("apps/") {
+            return None;
+        }
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+        let rs = self
+            .replica_sets
+            .get(&ObjectRef::new(&reference.name).within(namespace))?;
+        (rs.metadata.uid.as_deref() == Some(reference.uid.as_str())).then(|| key_of(&rs.metadata))
+    }
+
+    /// The ReplicaSets in the pod's namespace whose selector matches it (candidates to adopt it).
+    fn selecting(&self, pod: &Pod) -> Vec<String> {
+        let namespace = pod.metadata.namespace.as_deref();
+        let labels = pod.metadata.labels.clone().unwrap_or_default();
+        self.replica_sets
+            .state()
+            .into_iter()
+            .filter(|rs| rs.metadata.namespace.as_deref() == namespace)
+            .filter(|rs| selector_of(rs).is_some_and(|s| !s.is_empty() && s.matches(&labels)))
+            .map(|rs| key_of(&rs.metadata))
+            .collect()
+    }
+
+    async fn work(self: Arc<Self>) {
+        loop {
+            let key = self.queue.next().await;
+            match self.sync(&key).await {
+                Ok(requeue) => {
+                    self.queue.forget(&key);
+                    if let Some(after) = requeue {
+                        self.queue.add_after(key.clone(), after);
+                    }
+                }
+                Err(err) => {
+                    tracing::debug!(%key, %err, "replica set sync failed; retrying");
+                    self.queue.add_rate_limited(key.clone());
+                }
+            }
+            self.queue.done(&key);
+        }
+    }
+
+    /// One sync of the ReplicaSet `key` (upstream's `syncReplicaSet`); `Ok(Some(d))` asks to
+    /// be synced again after `d`.
+    async fn sync(&self, key: &str) -> anyhow::Result<Option<Duration>> {
+        let (namespace, name) = key.split_once('/').unwrap_or_default();
+        let Some(rs) = self
+            .replica_sets
+            .get(&ObjectRef::new(name).within(namespace))
+        else {
+            self.expectations.forget(key);
+            return Ok(None);
+        };
+        let Some(selector) = selector_of(&rs) else {
+            tracing::warn!(%key, "replica set has an invalid selector; not syncing it");
+            return Ok(None);
+        };
+        let needs_sync = self.expectations.satisfied(key);
+        let deleting = rs.metadata.deletion_timestamp.is_some();
+
+        let all_pods = self.pods.state();
+        let active: Vec<&Pod> = all_pods
+            .iter()
+            .map(|p| p.as_ref())
+            .filter(|p| p.metadata.namespace.as_deref() == Some(namespace) && podutil::is_active(p))
+            .collect();
+        let uid = rs.metadata.uid.clone().unwrap_or_default();
+        let pod_api = Api::<Pod>::namespaced(self.client.clone(), namespace);
+        let manager = ControllerRefManager {
+            children: &pod_api,
+            owner: controller_ref::owner_reference(rs.as_ref()),
+        };
+        let rs_api = Api::<ReplicaSet>::namespaced(self.client.clone(), namespace);
+        let owned = manager
+            .claim(
+                plan_claims(&uid, deleting, &selector, active.iter().copied()),
+                || async {
+                    let fresh = rs_api.get_opt(name).await?;
+                    Ok(fresh
+                        .filter(|rs| rs.metadata.deletion_timestamp.is_none())
+                        .and_then(|rs| rs.metadata.uid))
+                },
+            )
+            .await?;
+
+        let manage_error = if needs_sync && !deleting {
+            self.manage_replicas(key, &rs, &owned, &active).await
+        } else {
+            None
+        };
+
+        let now = Timestamp::now();
+        let new_status = status::calculate(&rs, &owned, manage_error.as_ref(), now);
+        if rs.status.as_ref() != Some(&new_status) {
+            self.write_status(&rs_api, &rs, new_status.clone()).await?;
+        }
+        if let Some(error) = manage_error {
+            anyhow::bail!("managing pods: {error:?}");
+        }
+        let min_ready_seconds = rs
+            .spec
+            .as_ref()
+            .and_then(|s| s.min_ready_seconds)
+            .unwrap_or(0);
+        let ready = new_status.ready_replicas.unwrap_or(0);
+        let waiting_for_availability = min_ready_seconds > 0
+            && ready == new_status.replicas
+            && new_status.available_replicas.unwrap_or(0) != new_status.replicas;
+        Ok(waiting_for_availability.then(|| Duration::from_secs(min_ready_seconds as u64)))
+    }
+
+    /// Creates or deletes pods so that `owned` matches `spec.replicas` (upstream's
+    /// `manageReplicas`); `active` are the namespace's active pods, for deletion ranking.
+    async fn manage_replicas(
+        &self,
+        key: &str,
+        rs: &ReplicaSet,
+        owned: &[&Pod],
+        active: &[&Pod],
+    ) -> Option<ManageError> {
+        let spec = rs.spec.as_ref()?;
+        let wanted = spec.replicas.unwrap_or(1).max(0) as usize;
+        let namespace = rs.metadata.namespace.as_deref().unwrap_or_default();
+        let pod_api = Api::<Pod>::namespaced(self.client.clone(), namespace);
+        let reference = events::reference(rs);
+        if owned.len() < wanted {
+            let count = (wanted - owned.len()).min(BURST_REPLICAS);
+            let template = spec.template.clone().unwrap_or_default();
+            let owner = controller_ref::owner_reference(rs);
+            let generate_name = format!("{}-", rs.name_any());
+            self.expectations.expect_creations(key, count);
+            let (created, error) = slow_start_batch(count, 1, || async {
+                let pod = podutil::pod_from_template(
+                    &template,
+                    namespace,
+                    generate_name.clone(),
+                    owner.clone(),
+                );
+                match pod_api.create(&PostParams::default(), &pod).await {
+                    Ok(pod) => {
+                        let message = format!("Created pod: {}", pod.name_any());
+                        self.recorder.record(
+                            &reference,
+                            EventType::Normal,
+                            "SuccessfulCreate",
+                            message,
+                        );
+                        Ok(())
+                    }
+                    // Nothing is created in a namespace being deleted; that is no failure.
+                    Err(e) if apierror::is_namespace_terminating(&e) => Ok(()),
+                    Err(e) => {
+                        let message = format!("Error creating: {}", apierror::message(&e));
+                        self.recorder.record(
+                            &reference,
+                            EventType::Warning,
+                            "FailedCreate",
+                            message,
+                        );
+                        Err(e)
+                    }
+                }
+            })
+            .await;
+            // Creates that failed or never ran will not be observed.
+            self.expectations.lowered_creations(key, count - created);
+            return error.map(|e| ManageError::Create(apierror::message(&e)));
+        }
+        if owned.len() > wanted {
+            let count = (owned.len() - wanted).min(BURST_REPLICAS);
+            let related = self.related_pods(rs, active);
+            let doomed = ranking::pods_to_delete(owned, &related, count, Timestamp::now());
+            self.expectations
+                .expect_deletions(key, doomed.iter().map(|p| key_of(&p.metadata)));
+            let results = join_all(doomed.iter().map(|pod| async {
+                let name = pod.name_any();
+                match pod_api.delete(&name, &DeleteParams::default()).await {
+                    Ok(_) => {
+                        let message = format!("Deleted pod: {name}");
+                        self.recorder.record(
+                            &reference,
+                            EventType::Normal,
+                            "SuccessfulDelete",
+                            message,
+                        );
+                        Ok(())
+                    }
+                    Err(e) => {
+                        // No deletion will be observed: do not wait for it.
+                        self.expectations
+                            .deletion_observed(key, &key_of(&pod.metadata));
+                        if apierror::is_not_found(&e) {
+                            return Ok(());
+                        }
+                        let message = format!("Error deleting: {}", apierror::message(&e));
+                        self.recorder.record(
+                            &reference,
+                            EventType::Warning,
+                            "FailedDelete",
+                            message,
+                        );
+                        Err(e)
+                    }
+                }
+            }))
+            .await;
+            let error = results.into_iter().find_map(Result::err);
+            return error.map(|e| ManageError::Delete(apierror::message(&e)));
+        }
+        None
+    }
+
+    /// The active pods of every ReplicaSet that shares `rs`'s controller (a Deployment's
+    /// ReplicaSets), or `rs`'s own when it has none (upstream's `getIndirectlyRelatedPods`).
+    fn related_pods<'a>(&self, rs: &ReplicaSet, active: &[&'a Pod]) -> Vec<&'a Pod> {
+        let siblings: HashSet<String> = match controller_ref::controller_of(&rs.metadata) {
+            Some(owner) => self
+                .replica_sets
+                .state()
+                .iter()
+                .filter(|other| other.metadata.namespace == rs.metadata.namespace)
+                .filter(|other| {
+                    controller_ref::controller_of(&other.metadata)
+                        .is_some_and(|o| o.uid == owner.uid)
+                })
+                .filter_map(|other| other.metadata.uid.clone())
+                .collect(),
+            None => rs.metadata.uid.iter().cloned().collect(),
+        };
+        active
+            .iter()
+            .copied()
+            .filter(|p| {
+                controller_ref::controller_of(&p.metadata)
+                    .is_some_and(|o| siblings.contains(&o.uid))
+            })
+            .collect()
+    }
+
+    /// Writes the status (upstream's `updateReplicaSetStatus`: on a conflict, once more on a
+    /// fresh copy).
+    async fn write_status(
+        &self,
+        api: &Api<ReplicaSet>,
+        rs: &ReplicaSet,
+        status: k8s_openapi::api::apps::v1::ReplicaSetStatus,
+    ) -> Result<(), kube::Error> {
+        let name = rs.name_any();
+        let mut updated = rs.clone();
+        updated.status = Some(status.clone());
+        match api
+            .replace_status(&name, &PostParams::default(), &updated)
+            .await
+        {
+            Err(e) if apierror::is_conflict(&e) => {
+                let mut fresh = api.get(&name).await?;
+                fresh.status = Some(status);
+                api.replace_status(&name, &PostParams::default(), &fresh)
+                    .await
+                    .map(drop)
+            }
+            other => other.map(drop),
+        }
+    }
+}
+
+/// The ReplicaSet's selector, if it parses.
+fn selector_of(rs: &ReplicaSet) -> Option<LabelSelector> {
+    let selector = &rs.spec.as_ref()?.selector;
+    LabelSelector::from_label_selector(selector).ok()
+}

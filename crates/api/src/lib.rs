@@ -14,6 +14,7 @@ pub mod printers;
 pub mod protobuf;
 pub mod quantity;
 pub mod resources;
+pub mod scheduling;
 pub mod selector;
 pub mod strategy;
 pub mod validation;

@@ -6,9 +6,12 @@
 
 pub mod apierror;
 pub mod controller_ref;
+pub mod deployment;
 pub mod events;
 pub mod expectations;
 pub mod garbagecollector;
+pub mod hash;
+pub mod intstr;
 pub mod namespace;
 pub mod nodelifecycle;
 pub mod podgc;
@@ -34,6 +37,7 @@ pub fn spawn_all(client: kube::Client, config: ControllersConfig) {
     tokio::spawn(tainteviction::run(client.clone()));
     tokio::spawn(podgc::run(client.clone(), config.pod_gc));
     tokio::spawn(garbagecollector::run(client.clone()));
+    tokio::spawn(deployment::run(client.clone()));
     tokio::spawn(replicaset::run(client.clone()));
     tokio::spawn(namespace::run(client));
 }

@@ -125,9 +125,11 @@ pub async fn list(
     let (candidates, revision): (Vec<Arc<CachedObject>>, Revision) =
         if let Some(token) = query.get("continue").filter(|t| !t.is_empty()) {
             let token = decode_continue(token)?;
-            if resource.last_change() <= token.rv && cache.revision() >= token.rv {
-                // Nothing changed since the first page: the cache is that snapshot.
-                (resource.list_after(namespace, &token.start), token.rv)
+            if cache.revision() >= token.rv
+                && let Some(then) = resource.list_at(namespace, &token.start, token.rv)
+            {
+                // The cache rolled back to the first page's revision with its recent history.
+                (then, token.rv)
             } else {
                 (
                     from_store(store, info, namespace, token.rv)

@@ -13,6 +13,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod rollout;
+
 /// `skiff bench ...`.
 #[derive(Args)]
 pub struct BenchArgs {
@@ -28,6 +30,8 @@ enum Which {
     Scheduler(SchedulerArgs),
     /// A big simulated cluster held steady: pods Running on simulated nodes, heartbeats and all.
     Steady(SteadyArgs),
+    /// A big Deployment created and rolled to a new image on simulated nodes.
+    Rollout(rollout::RolloutArgs),
 }
 
 /// Options of `skiff bench steady`.
@@ -72,6 +76,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         Which::Api(a) => api(a).await,
         Which::Scheduler(a) => scheduler(a).await,
         Which::Steady(a) => steady(a).await,
+        Which::Rollout(a) => rollout::run(a).await,
     }
 }
 

@@ -8,11 +8,13 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use skiff_api::selector::LabelSelector;
 use std::fmt::Debug;
+use std::sync::Arc;
 
 /// A reference to `owner` that marks it as the controller and blocks its deletion in the
 /// foreground until the child is gone, as every workload controller sets on its children.
@@ -33,6 +35,25 @@ pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
         .iter()
         .flatten()
         .find(|r| r.controller == Some(true))
+}
+
+/// The owner of kind `K` in `owners` (a cache) that controls the child, if it is there with the
+/// uid the reference names (upstream's `resolveControllerRef`).
+pub fn resolve_controller<K>(owners: &Store<K>, child: &ObjectMeta) -> Option<Arc<K>>
+where
+    K: Resource<DynamicType = ()> + Clone,
+{
+    let reference = controller_of(child)?;
+    if reference.kind != K::kind(&()) || reference.api_version != K::api_version(&()) {
+        return None;
+    }
+    let mut key = ObjectRef::new(&reference.name);
+    if let Some(namespace) = &child.namespace {
+        key = key.within(namespace);
+    }
+    owners
+        .get(&key)
+        .filter(|owner| owner.meta().uid.as_deref() == Some(reference.uid.as_str()))
 }
 
 /// What claiming means for a set of children.

@@ -49,26 +49,19 @@ impl Expectations {
         }
     }
 
-    /// `owner` is about to create `count` children; replaces what it expected before.
-    pub fn expect_creations(&self, owner: &str, count: usize) {
+    /// `owner` is about to create `creations` children and delete the children with keys
+    /// `deletions`; replaces what it expected before.
+    pub fn expect(
+        &self,
+        owner: &str,
+        creations: usize,
+        deletions: impl IntoIterator<Item = String>,
+    ) {
         self.lock().insert(
             owner.to_owned(),
             Pending {
-                creations: count,
-                deletions: HashSet::new(),
-                since: Instant::now(),
-            },
-        );
-    }
-
-    /// `owner` is about to delete the children with these keys; replaces what it expected
-    /// before.
-    pub fn expect_deletions(&self, owner: &str, children: impl IntoIterator<Item = String>) {
-        self.lock().insert(
-            owner.to_owned(),
-            Pending {
-                creations: 0,
-                deletions: children.into_iter().collect(),
+                creations,
+                deletions: deletions.into_iter().collect(),
                 since: Instant::now(),
             },
         );
@@ -107,7 +100,7 @@ mod tests {
     fn creations_are_counted_down() {
         let expectations = Expectations::new();
         assert!(expectations.satisfied("ns/rs"));
-        expectations.expect_creations("ns/rs", 3);
+        expectations.expect("ns/rs", 3, []);
         assert!(!expectations.satisfied("ns/rs"));
         expectations.creation_observed("ns/rs");
         expectations.lowered_creations("ns/rs", 1);
@@ -124,7 +117,7 @@ mod tests {
     #[test]
     fn a_deletion_seen_twice_counts_once() {
         let expectations = Expectations::new();
-        expectations.expect_deletions("ns/rs", ["ns/a".to_owned(), "ns/b".to_owned()]);
+        expectations.expect("ns/rs", 0, ["ns/a".to_owned(), "ns/b".to_owned()]);
         expectations.deletion_observed("ns/rs", "ns/a");
         expectations.deletion_observed("ns/rs", "ns/a");
         assert!(!expectations.satisfied("ns/rs"));
@@ -137,7 +130,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn expectations_expire() {
         let expectations = Expectations::new();
-        expectations.expect_creations("ns/rs", 1);
+        expectations.expect("ns/rs", 1, []);
         tokio::time::advance(EXPECTATIONS_TIMEOUT).await;
         assert!(!expectations.satisfied("ns/rs"));
         tokio::time::advance(Duration::from_secs(1)).await;

@@ -10,6 +10,16 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+/// The queue key of a namespaced object: `namespace/name` (client-go's
+/// `MetaNamespaceKeyFunc`).
+pub fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
+    format!(
+        "{}/{}",
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default()
+    )
+}
+
 /// The first back-off of a failing key (client-go's `DefaultControllerRateLimiter`: 5 ms).
 const BASE_DELAY: Duration = Duration::from_millis(5);
 /// The longest back-off (client-go's: 1,000 s).
@@ -169,6 +179,43 @@ impl<K: Clone + Eq + Hash + Send + 'static> WorkQueue<K> {
     /// Whether no key waits for a worker now.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+impl WorkQueue<String> {
+    /// Runs `workers` workers that hand each key to `sync` until the process ends, as
+    /// upstream's `processNextWorkItem`: success clears the key's back-off (and
+    /// `Ok(Some(delay))` brings it back after `delay`), failure queues it again after its
+    /// back-off.
+    pub async fn run_workers<F, Fut>(&self, workers: usize, what: &'static str, sync: F)
+    where
+        F: Fn(String) -> Fut + Clone + Send + 'static,
+        Fut: Future<Output = anyhow::Result<Option<Duration>>> + Send,
+    {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                let (queue, sync) = (self.clone(), sync.clone());
+                tokio::spawn(async move {
+                    loop {
+                        let key = queue.next().await;
+                        match sync(key.clone()).await {
+                            Ok(requeue) => {
+                                queue.forget(&key);
+                                if let Some(after) = requeue {
+                                    queue.add_after(key.clone(), after);
+                                }
+                            }
+                            Err(err) => {
+                                tracing::debug!(%key, err = %format!("{err:#}"), "{what} sync failed; retrying");
+                                queue.add_rate_limited(key.clone());
+                            }
+                        }
+                        queue.done(&key);
+                    }
+                })
+            })
+            .collect();
+        futures::future::join_all(handles).await;
     }
 }
 

@@ -12,9 +12,11 @@ pub mod status;
 use crate::controller_ref::{self, ControllerRefManager, plan_claims};
 use crate::events::{self, EventRecorder, EventType};
 use crate::expectations::Expectations;
+use crate::podevents::{PodEvents, PodOwners, selecting_owners};
 use crate::slowstart::slow_start_batch;
 use crate::workqueue::WorkQueue;
-use crate::{apierror, podutil};
+use crate::workqueue::key_of;
+use crate::{apierror, podutil, statuswriter};
 use futures::StreamExt;
 use futures::future::join_all;
 use jiff::Timestamp;
@@ -27,8 +29,8 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use skiff_api::selector::LabelSelector;
 use status::ManageError;
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The controller's name, its events' `source.component`.
@@ -49,7 +51,7 @@ pub async fn run(client: Client) {
         pods,
         queue: WorkQueue::new(),
         expectations: Expectations::new(),
-        seen_pods: Mutex::new(SeenPods::default()),
+        pod_events: PodEvents::default(),
     });
     let c = controller.clone();
     tokio::spawn(
@@ -82,10 +84,13 @@ pub async fn run(client: Client) {
     if ready.0.is_err() || ready.1.is_err() {
         return;
     }
-    let workers: Vec<_> = (0..WORKERS)
-        .map(|_| tokio::spawn(controller.clone().work()))
-        .collect();
-    join_all(workers).await;
+    let queue = controller.queue.clone();
+    queue
+        .run_workers(WORKERS, "replica set", move |key| {
+            let controller = controller.clone();
+            async move { controller.sync(&key).await }
+        })
+        .await;
 }
 
 /// Keeps of a pod only what the controller reads: a cluster may hold many pods.
@@ -137,16 +142,6 @@ fn slim_pod(pod: &mut Pod) {
     });
 }
 
-/// The pods the informer has shown, so that a pod's first appearance counts as a creation
-/// and a relist can tell which pods vanished meanwhile.
-#[derive(Default)]
-struct SeenPods {
-    /// By uid: the pod's key and its controlling ReplicaSet's key, if any.
-    known: HashMap<String, (String, Option<String>)>,
-    /// Pods of a relist in progress, applied when it ends (the store changes only then).
-    relisted: Option<Vec<Pod>>,
-}
-
 struct Controller {
     client: Client,
     recorder: EventRecorder,
@@ -154,16 +149,7 @@ struct Controller {
     pods: Store<Pod>,
     queue: WorkQueue<String>,
     expectations: Expectations,
-    seen_pods: Mutex<SeenPods>,
-}
-
-/// `namespace/name` of a namespaced object.
-fn key_of(meta: &ObjectMeta) -> String {
-    format!(
-        "{}/{}",
-        meta.namespace.as_deref().unwrap_or_default(),
-        meta.name.as_deref().unwrap_or_default()
-    )
+    pod_events: PodEvents,
 }
 
 impl Controller {
@@ -187,128 +173,35 @@ impl Controller {
     }
 
     fn pod_event(&self, event: Result<watcher::Event<Pod>, watcher::Error>) {
-        let mut seen = self.seen_pods.lock().unwrap_or_else(|e| e.into_inner());
         match event {
-            Ok(watcher::Event::Apply(pod)) => self.pod_changed(&mut seen, &pod),
-            Ok(watcher::Event::Delete(pod)) => {
-                let key = key_of(&pod.metadata);
-                let owner = self.owner_key(&pod);
-                seen.known
-                    .remove(pod.metadata.uid.as_deref().unwrap_or_default());
-                if let Some(owner) = owner {
-                    self.expectations.deletion_observed(&owner, &key);
-                    self.queue.add(owner);
-                }
-            }
-            Ok(watcher::Event::Init) => seen.relisted = Some(Vec::new()),
-            Ok(watcher::Event::InitApply(pod)) => {
-                if let Some(relisted) = &mut seen.relisted {
-                    relisted.push(pod);
-                }
-            }
-            Ok(watcher::Event::InitDone) => {
-                let relisted = seen.relisted.take().unwrap_or_default();
-                let present: HashSet<&str> = relisted
-                    .iter()
-                    .filter_map(|p| p.metadata.uid.as_deref())
-                    .collect();
-                let vanished: Vec<String> = seen
-                    .known
-                    .keys()
-                    .filter(|uid| !present.contains(uid.as_str()))
-                    .cloned()
-                    .collect();
-                for uid in vanished {
-                    if let Some((key, Some(owner))) = seen.known.remove(&uid) {
-                        self.expectations.deletion_observed(&owner, &key);
-                    }
-                }
-                for pod in &relisted {
-                    self.pod_changed(&mut seen, pod);
-                }
-                for rs in self.replica_sets.state() {
-                    self.queue.add(key_of(&rs.metadata));
-                }
-            }
+            Ok(event) => self
+                .pod_events
+                .handle(&event, self, &self.expectations, &self.queue),
             Err(err) => tracing::warn!(%err, "pod watch failed"),
         }
     }
+}
 
-    /// A pod appeared or changed (upstream's `addPod` and `updatePod`).
-    fn pod_changed(&self, seen: &mut SeenPods, pod: &Pod) {
-        let key = key_of(&pod.metadata);
-        let owner = self.owner_key(pod);
-        let uid = pod.metadata.uid.clone().unwrap_or_default();
-        let first_sight = seen
-            .known
-            .insert(uid, (key.clone(), owner.clone()))
-            .is_none();
-        match owner {
-            Some(owner) => {
-                if pod.metadata.deletion_timestamp.is_some() {
-                    // A pod that shows up already being deleted is not a creation.
-                    self.expectations.deletion_observed(&owner, &key);
-                } else if first_sight {
-                    self.expectations.creation_observed(&owner);
-                }
-                self.queue.add(owner);
-            }
-            None if controller_ref::controller_of(&pod.metadata).is_none()
-                && pod.metadata.deletion_timestamp.is_none() =>
-            {
-                for rs in self.selecting(pod) {
-                    self.queue.add(rs);
-                }
-            }
-            None => {}
-        }
-    }
-
-    /// The key of the ReplicaSet that controls `pod`, if one in the cache does (same uid).
+impl PodOwners for Controller {
     fn owner_key(&self, pod: &Pod) -> Option<String> {
-        let reference = controller_ref::controller_of(&pod.metadata)?;
-        if reference.kind != "ReplicaSet" || !reference.api_version.starts_with("apps/") {
-            return None;
-        }
-        let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
-        let rs = self
-            .replica_sets
-            .get(&ObjectRef::new(&reference.name).within(namespace))?;
-        (rs.metadata.uid.as_deref() == Some(reference.uid.as_str())).then(|| key_of(&rs.metadata))
+        controller_ref::resolve_controller(&self.replica_sets, &pod.metadata)
+            .map(|rs| key_of(&rs.metadata))
     }
 
-    /// The ReplicaSets in the pod's namespace whose selector matches it (candidates to adopt it).
     fn selecting(&self, pod: &Pod) -> Vec<String> {
-        let namespace = pod.metadata.namespace.as_deref();
-        let labels = pod.metadata.labels.clone().unwrap_or_default();
+        selecting_owners(&self.replica_sets, pod, selector_of)
+    }
+
+    fn all_keys(&self) -> Vec<String> {
         self.replica_sets
             .state()
-            .into_iter()
-            .filter(|rs| rs.metadata.namespace.as_deref() == namespace)
-            .filter(|rs| selector_of(rs).is_some_and(|s| !s.is_empty() && s.matches(&labels)))
+            .iter()
             .map(|rs| key_of(&rs.metadata))
             .collect()
     }
+}
 
-    async fn work(self: Arc<Self>) {
-        loop {
-            let key = self.queue.next().await;
-            match self.sync(&key).await {
-                Ok(requeue) => {
-                    self.queue.forget(&key);
-                    if let Some(after) = requeue {
-                        self.queue.add_after(key.clone(), after);
-                    }
-                }
-                Err(err) => {
-                    tracing::debug!(%key, %err, "replica set sync failed; retrying");
-                    self.queue.add_rate_limited(key.clone());
-                }
-            }
-            self.queue.done(&key);
-        }
-    }
-
+impl Controller {
     /// One sync of the ReplicaSet `key` (upstream's `syncReplicaSet`); `Ok(Some(d))` asks to
     /// be synced again after `d`.
     async fn sync(&self, key: &str) -> anyhow::Result<Option<Duration>> {
@@ -361,7 +254,8 @@ impl Controller {
         let now = Timestamp::now();
         let new_status = status::calculate(&rs, &owned, manage_error.as_ref(), now);
         if rs.status.as_ref() != Some(&new_status) {
-            self.write_status(&rs_api, &rs, new_status.clone()).await?;
+            statuswriter::replace_status(&rs_api, &rs, |rs| rs.status = Some(new_status.clone()))
+                .await?;
         }
         if let Some(error) = manage_error {
             anyhow::bail!("managing pods: {error:?}");
@@ -397,7 +291,7 @@ impl Controller {
             let template = spec.template.clone().unwrap_or_default();
             let owner = controller_ref::owner_reference(rs);
             let generate_name = format!("{}-", rs.name_any());
-            self.expectations.expect_creations(key, count);
+            self.expectations.expect(key, count, []);
             let (created, error) = slow_start_batch(count, 1, || async {
                 let pod = podutil::pod_from_template(
                     &template,
@@ -440,7 +334,7 @@ impl Controller {
             let related = self.related_pods(rs, active);
             let doomed = ranking::pods_to_delete(owned, &related, count, Timestamp::now());
             self.expectations
-                .expect_deletions(key, doomed.iter().map(|p| key_of(&p.metadata)));
+                .expect(key, 0, doomed.iter().map(|p| key_of(&p.metadata)));
             let results = join_all(doomed.iter().map(|pod| async {
                 let name = pod.name_any();
                 match pod_api.delete(&name, &DeleteParams::default()).await {
@@ -504,32 +398,6 @@ impl Controller {
                     .is_some_and(|o| siblings.contains(&o.uid))
             })
             .collect()
-    }
-
-    /// Writes the status (upstream's `updateReplicaSetStatus`: on a conflict, once more on a
-    /// fresh copy).
-    async fn write_status(
-        &self,
-        api: &Api<ReplicaSet>,
-        rs: &ReplicaSet,
-        status: k8s_openapi::api::apps::v1::ReplicaSetStatus,
-    ) -> Result<(), kube::Error> {
-        let name = rs.name_any();
-        let mut updated = rs.clone();
-        updated.status = Some(status.clone());
-        match api
-            .replace_status(&name, &PostParams::default(), &updated)
-            .await
-        {
-            Err(e) if apierror::is_conflict(&e) => {
-                let mut fresh = api.get(&name).await?;
-                fresh.status = Some(status);
-                api.replace_status(&name, &PostParams::default(), &fresh)
-                    .await
-                    .map(drop)
-            }
-            other => other.map(drop),
-        }
     }
 }
 

@@ -1,0 +1,443 @@
+//! The Deployment controller (upstream `pkg/controller/deployment`): rolls a Deployment's pod
+//! template out through ReplicaSets named `<deployment>-<pod-template-hash>`, with the
+//! RollingUpdate or Recreate strategy, proportional scaling mid-rollout, revision history,
+//! pause/resume, progress deadlines and every status field.
+//!
+//! Each sync is decided without I/O by [`plan`] ([`sync`], [`rolling`], [`recreate`],
+//! [`progress`], [`util`]); this module holds the I/O: informers on Deployments, ReplicaSets
+//! and (slimmed) pods, the work queue keyed by Deployment, claiming ReplicaSets through the
+//! [`ControllerRefManager`], and carrying out a plan's steps in order, stopping at the first
+//! that fails.
+
+pub mod progress;
+mod recreate;
+mod rolling;
+pub mod sync;
+#[cfg(test)]
+mod tests;
+pub mod util;
+
+pub use progress::Requeue;
+pub use sync::{Event, Plan, Step, plan};
+
+use crate::apierror;
+use crate::controller_ref::{ControllerRefManager, controller_of, owner_reference, plan_claims};
+use crate::events::{self, EventRecorder};
+use crate::workqueue::WorkQueue;
+use anyhow::Context as _;
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, PostParams};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use skiff_api::selector::LabelSelector;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+/// How many Deployments are synced at once (kube-controller-manager's
+/// `--concurrent-deployment-syncs`).
+const WORKERS: usize = 5;
+
+/// Runs the controller until the process ends.
+pub async fn run(client: Client) {
+    let (deployments, deployment_writer) = reflector::store::<Deployment>();
+    let (replica_sets, replica_set_writer) = reflector::store::<ReplicaSet>();
+    let (pods, pod_writer) = reflector::store::<Pod>();
+    let queue = WorkQueue::<ObjectRef<Deployment>>::new();
+
+    let deployment_queue = queue.clone();
+    tokio::spawn(
+        watcher(
+            Api::<Deployment>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .reflect(deployment_writer)
+        .touched_objects()
+        .for_each(move |deployment| {
+            if let Ok(deployment) = deployment {
+                deployment_queue.add(ObjectRef::from(&deployment));
+            }
+            async {}
+        }),
+    );
+    let (rs_queue, rs_deployments) = (queue.clone(), deployments.clone());
+    tokio::spawn(
+        watcher(
+            Api::<ReplicaSet>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .reflect(replica_set_writer)
+        .touched_objects()
+        .for_each(move |rs| {
+            if let Ok(rs) = rs {
+                for key in deployments_for_replica_set(&rs, &rs_deployments) {
+                    rs_queue.add(key);
+                }
+            }
+            async {}
+        }),
+    );
+    let (pod_queue, pod_deployments, pod_replica_sets) =
+        (queue.clone(), deployments.clone(), replica_sets.clone());
+    tokio::spawn(
+        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
+            .default_backoff()
+            .modify(slim_pod)
+            .reflect(pod_writer)
+            .for_each(move |event| {
+                // Only Recreate waits for pods: the last old pod going lets it proceed.
+                if let Ok(watcher::Event::Delete(pod)) = event
+                    && let Some(key) = recreate_deployment_of(&pod, &pod_replica_sets)
+                    && pod_deployments
+                        .get(&key)
+                        .is_some_and(|d| !util::is_rolling_update(&d))
+                {
+                    pod_queue.add(key);
+                }
+                async {}
+            }),
+    );
+    if deployments.wait_until_ready().await.is_err()
+        || replica_sets.wait_until_ready().await.is_err()
+        || pods.wait_until_ready().await.is_err()
+    {
+        return;
+    }
+    let controller = Arc::new(Controller {
+        recorder: EventRecorder::new(client.clone(), "deployment-controller"),
+        client,
+        deployments,
+        replica_sets,
+        pods,
+    });
+    let mut workers = Vec::new();
+    for _ in 0..WORKERS {
+        workers.push(tokio::spawn(work(controller.clone(), queue.clone())));
+    }
+    futures::future::join_all(workers).await;
+}
+
+/// Handles keys from the queue until the process ends.
+async fn work(controller: Arc<Controller>, queue: WorkQueue<ObjectRef<Deployment>>) {
+    loop {
+        let key = queue.next().await;
+        match controller.sync(&key).await {
+            Ok(requeue) => {
+                queue.forget(&key);
+                match requeue {
+                    Some(Requeue::After(delay)) => queue.add_after(key.clone(), delay),
+                    Some(Requeue::RateLimited) => queue.add_rate_limited(key.clone()),
+                    None => {}
+                }
+            }
+            Err(err) => {
+                tracing::warn!(deployment = %key, err = format!("{err:#}"), "sync failed");
+                queue.add_rate_limited(key.clone());
+            }
+        }
+        queue.done(&key);
+    }
+}
+
+/// Keeps only what the controller reads of a pod: which ReplicaSet controls it and whether
+/// it ended. With many pods the rest is most of the memory.
+fn slim_pod(pod: &mut Pod) {
+    let meta = std::mem::take(&mut pod.metadata);
+    pod.metadata = ObjectMeta {
+        name: meta.name,
+        namespace: meta.namespace,
+        uid: meta.uid,
+        resource_version: meta.resource_version,
+        labels: meta.labels,
+        owner_references: meta.owner_references,
+        ..Default::default()
+    };
+    pod.spec = None;
+    let phase = pod.status.take().and_then(|s| s.phase);
+    pod.status = Some(PodStatus {
+        phase,
+        ..Default::default()
+    });
+}
+
+/// The Deployments to sync when a ReplicaSet changes (upstream's `addReplicaSet`,
+/// `updateReplicaSet`, `deleteReplicaSet`): its controller, or for an orphan every Deployment
+/// in its namespace whose selector matches it, which may adopt it.
+fn deployments_for_replica_set(
+    rs: &ReplicaSet,
+    deployments: &Store<Deployment>,
+) -> Vec<ObjectRef<Deployment>> {
+    let namespace = rs.namespace().unwrap_or_default();
+    if let Some(owner) = controller_of(&rs.metadata) {
+        return if owner.kind == "Deployment" {
+            vec![ObjectRef::new(&owner.name).within(&namespace)]
+        } else {
+            Vec::new()
+        };
+    }
+    let labels = rs.labels();
+    deployments
+        .state()
+        .iter()
+        .filter(|d| d.namespace().as_deref() == Some(namespace.as_str()))
+        .filter(|d| {
+            d.spec
+                .as_ref()
+                .and_then(|s| LabelSelector::from_label_selector(&s.selector).ok())
+                .is_some_and(|selector| !selector.is_empty() && selector.matches(labels))
+        })
+        .map(|d| ObjectRef::from(d.as_ref()))
+        .collect()
+}
+
+/// The Deployment controlling the ReplicaSet that controls `pod`, if any.
+fn recreate_deployment_of(
+    pod: &Pod,
+    replica_sets: &Store<ReplicaSet>,
+) -> Option<ObjectRef<Deployment>> {
+    let owner = controller_of(&pod.metadata).filter(|o| o.kind == "ReplicaSet")?;
+    let namespace = pod.namespace()?;
+    let rs = replica_sets.get(&ObjectRef::new(&owner.name).within(&namespace))?;
+    let deployment = controller_of(&rs.metadata).filter(|o| o.kind == "Deployment")?;
+    Some(ObjectRef::new(&deployment.name).within(&namespace))
+}
+
+/// Whether a pod has not reached a terminal phase (Recreate waits for those).
+fn is_live(pod: &Pod) -> bool {
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    !matches!(phase, Some("Succeeded" | "Failed"))
+}
+
+/// The controller's caches and clients.
+struct Controller {
+    client: Client,
+    recorder: EventRecorder,
+    deployments: Store<Deployment>,
+    replica_sets: Store<ReplicaSet>,
+    pods: Store<Pod>,
+}
+
+impl Controller {
+    /// Syncs one Deployment (upstream's `syncDeployment`): claims its ReplicaSets, plans, and
+    /// carries the plan out. Returns when to come back regardless of changes.
+    async fn sync(&self, key: &ObjectRef<Deployment>) -> anyhow::Result<Option<Requeue>> {
+        let Some(deployment) = self.deployments.get(key) else {
+            return Ok(None);
+        };
+        let namespace = key.namespace.clone().unwrap_or_default();
+        let replica_sets = self.claim_replica_sets(&deployment, &namespace).await?;
+        let rs_with_live_pods = if util::is_rolling_update(&deployment) {
+            HashSet::new()
+        } else {
+            self.rs_with_live_pods(&namespace, &replica_sets)
+        };
+        let now = Timestamp::from_second(Timestamp::now().as_second())?;
+        let plan = plan(&deployment, replica_sets, &rs_with_live_pods, now);
+        self.apply(&deployment, plan.steps, now).await?;
+        Ok(plan.requeue)
+    }
+
+    /// The ReplicaSets the Deployment controls after adopting matching orphans and releasing
+    /// those that stopped matching (upstream's `getReplicaSetsForDeployment`).
+    async fn claim_replica_sets(
+        &self,
+        deployment: &Deployment,
+        namespace: &str,
+    ) -> anyhow::Result<Vec<ReplicaSet>> {
+        let selector = deployment
+            .spec
+            .as_ref()
+            .map(|s| LabelSelector::from_label_selector(&s.selector))
+            .transpose()
+            .with_context(|| {
+                format!(
+                    "deployment {namespace}/{} has invalid label selector",
+                    deployment.name_any()
+                )
+            })?
+            .unwrap_or_else(LabelSelector::nothing);
+        let candidates = self
+            .replica_sets
+            .state_filter(|rs| rs.namespace().as_deref() == Some(namespace));
+        let claims = plan_claims(
+            deployment.metadata.uid.as_deref().unwrap_or_default(),
+            deployment.metadata.deletion_timestamp.is_some(),
+            &selector,
+            candidates.iter().map(Arc::as_ref),
+        );
+        let api = Api::<ReplicaSet>::namespaced(self.client.clone(), namespace);
+        let manager = ControllerRefManager {
+            children: &api,
+            owner: owner_reference(deployment),
+        };
+        let deployments = Api::<Deployment>::namespaced(self.client.clone(), namespace);
+        let name = deployment.name_any();
+        // Adoption re-reads the Deployment past the cache: one being deleted must not adopt.
+        let fresh_uid = || async move {
+            let fresh = deployments.get_opt(&name).await?;
+            Ok(fresh
+                .filter(|d| d.metadata.deletion_timestamp.is_none())
+                .and_then(|d| d.metadata.uid))
+        };
+        let owned = manager.claim(claims, fresh_uid).await?;
+        Ok(owned.into_iter().cloned().collect())
+    }
+
+    /// The uids of `replica_sets` that have pods not in a terminal phase (upstream's
+    /// `getPodMapForDeployment`, reduced to what Recreate asks of it).
+    fn rs_with_live_pods(&self, namespace: &str, replica_sets: &[ReplicaSet]) -> HashSet<String> {
+        let owned: HashSet<&str> = replica_sets
+            .iter()
+            .filter_map(|rs| rs.metadata.uid.as_deref())
+            .collect();
+        self.pods
+            .state_filter(|pod| pod.namespace().as_deref() == Some(namespace) && is_live(pod))
+            .iter()
+            .filter_map(|pod| controller_of(&pod.metadata))
+            .filter(|owner| owned.contains(owner.uid.as_str()))
+            .map(|owner| owner.uid.clone())
+            .collect()
+    }
+
+    /// Makes the plan's writes in order, stopping at the first failure. A ReplicaSet written
+    /// twice in one sync is written the second time at the resourceVersion the first write
+    /// returned.
+    async fn apply(
+        &self,
+        deployment: &Deployment,
+        steps: Vec<Step>,
+        now: Timestamp,
+    ) -> anyhow::Result<()> {
+        let namespace = deployment.namespace().unwrap_or_default();
+        let replica_sets = Api::<ReplicaSet>::namespaced(self.client.clone(), &namespace);
+        let deployments = Api::<Deployment>::namespaced(self.client.clone(), &namespace);
+        let reference = events::reference(deployment);
+        let record = |event: Option<Event>| {
+            if let Some(event) = event {
+                self.recorder
+                    .record(&reference, event.type_, event.reason, event.message);
+            }
+        };
+        let mut written: HashMap<String, Option<String>> = HashMap::new();
+        for step in steps {
+            match step {
+                Step::CreateReplicaSet { replica_set, event } => {
+                    let created = self
+                        .create_replica_set(deployment, &replica_sets, &replica_set, now)
+                        .await?;
+                    written.insert(created.name_any(), created.metadata.resource_version);
+                    record(event);
+                }
+                Step::UpdateReplicaSet {
+                    mut replica_set,
+                    event,
+                } => {
+                    let name = replica_set.name_any();
+                    if let Some(version) = written.get(&name) {
+                        replica_set.metadata.resource_version.clone_from(version);
+                    }
+                    let updated = replica_sets
+                        .replace(&name, &PostParams::default(), &replica_set)
+                        .await
+                        .with_context(|| format!("updating replica set {name}"))?;
+                    written.insert(name, updated.metadata.resource_version);
+                    record(event);
+                }
+                Step::DeleteReplicaSet { name } => {
+                    match replica_sets.delete(&name, &DeleteParams::default()).await {
+                        Err(error) if apierror::is_not_found(&error) => {}
+                        other => {
+                            other.with_context(|| format!("deleting replica set {name}"))?;
+                        }
+                    }
+                }
+                Step::UpdateStatus(updated) => {
+                    deployments
+                        .replace_status(&updated.name_any(), &PostParams::default(), &updated)
+                        .await
+                        .context("updating deployment status")?;
+                }
+                Step::Record(event) => record(Some(event)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates the new ReplicaSet. A name taken by a ReplicaSet that is not this Deployment's
+    /// new one is a hash collision: `status.collisionCount` goes up so the next sync picks
+    /// another name. Other failures are reported on the Deployment (upstream's
+    /// `getNewReplicaSet`).
+    async fn create_replica_set(
+        &self,
+        deployment: &Deployment,
+        api: &Api<ReplicaSet>,
+        replica_set: &ReplicaSet,
+        now: Timestamp,
+    ) -> anyhow::Result<ReplicaSet> {
+        let name = replica_set.name_any();
+        let error = match api.create(&PostParams::default(), replica_set).await {
+            Ok(created) => return Ok(created),
+            Err(error) => error,
+        };
+        let deployments = Api::<Deployment>::namespaced(
+            self.client.clone(),
+            &deployment.namespace().unwrap_or_default(),
+        );
+        match &error {
+            kube::Error::Api(status) if status.reason == "AlreadyExists" => {
+                let existing = api.get_opt(&name).await?;
+                let ours = existing.as_ref().is_some_and(|rs| {
+                    controller_of(&rs.metadata).map(|o| &o.uid) == deployment.metadata.uid.as_ref()
+                        && rs
+                            .spec
+                            .as_ref()
+                            .and_then(|s| s.template.as_ref())
+                            .is_some_and(|t| {
+                                util::equal_ignoring_hash(
+                                    t,
+                                    &util::template_of_deployment(deployment),
+                                )
+                            })
+                });
+                if !ours {
+                    let bumped = sync::after_collision(deployment);
+                    deployments
+                        .replace_status(&deployment.name_any(), &PostParams::default(), &bumped)
+                        .await
+                        .context("recording a replica set name collision")?;
+                    tracing::info!(deployment = %deployment.name_any(), rs = %name, "hash collision; bumped collisionCount");
+                }
+                // Either way the cache is behind: the next sync sees the ReplicaSet or the new
+                // collision count.
+                Err(error).with_context(|| format!("replica set {name} already exists"))
+            }
+            _ if apierror::is_namespace_terminating(&error) => {
+                Err(error).context("namespace is terminating")
+            }
+            _ => {
+                let message = apierror::message(&error);
+                let (updated, event) = sync::after_create_failure(deployment, &name, &message, now);
+                if let Some(updated) = updated
+                    && let Err(err) = deployments
+                        .replace_status(&updated.name_any(), &PostParams::default(), &updated)
+                        .await
+                {
+                    tracing::debug!(%err, "could not record the replica set creation failure");
+                }
+                self.recorder.record(
+                    &events::reference(deployment),
+                    event.type_,
+                    event.reason,
+                    event.message,
+                );
+                Err(error).with_context(|| format!("creating replica set {name}"))
+            }
+        }
+    }
+}

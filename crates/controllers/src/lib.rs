@@ -11,13 +11,16 @@ pub mod events;
 pub mod expectations;
 pub mod garbagecollector;
 pub mod hash;
+pub mod history;
 pub mod intstr;
 pub mod namespace;
 pub mod nodelifecycle;
+pub mod podevents;
 pub mod podgc;
 pub mod podutil;
 pub mod replicaset;
 pub mod slowstart;
+pub mod statuswriter;
 pub mod tainteviction;
 pub mod workqueue;
 

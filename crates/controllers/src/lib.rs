@@ -6,6 +6,7 @@
 
 pub mod apierror;
 pub mod controller_ref;
+pub mod daemonset;
 pub mod deployment;
 pub mod events;
 pub mod expectations;
@@ -42,5 +43,6 @@ pub fn spawn_all(client: kube::Client, config: ControllersConfig) {
     tokio::spawn(garbagecollector::run(client.clone()));
     tokio::spawn(deployment::run(client.clone()));
     tokio::spawn(replicaset::run(client.clone()));
+    tokio::spawn(daemonset::run(client.clone()));
     tokio::spawn(namespace::run(client));
 }

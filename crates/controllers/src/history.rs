@@ -15,10 +15,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::{Resource, ResourceExt};
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use skiff_api::selector::LabelSelector;
-use serde::de::DeserializeOwned;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 
 /// The label that names the revision an object was made from.
@@ -45,7 +45,10 @@ pub fn hash_of(revision: &ControllerRevision) -> &str {
         .labels
         .as_ref()
         .and_then(|l| l.get(REVISION_HASH_LABEL))
-        .map_or_else(|| revision.metadata.name.as_deref().unwrap_or_default(), String::as_str)
+        .map_or_else(
+            || revision.metadata.name.as_deref().unwrap_or_default(),
+            String::as_str,
+        )
 }
 
 /// The highest revision number among `revisions`, 0 if none.
@@ -132,7 +135,10 @@ where
     current.sort_by_key(|r| std::cmp::Reverse(r.revision));
     let mut duplicates = current.split_off(current.len().min(1));
     for duplicate in duplicates.drain(..) {
-        match api.delete(&duplicate.name_any(), &DeleteParams::default()).await {
+        match api
+            .delete(&duplicate.name_any(), &DeleteParams::default())
+            .await
+        {
             Err(e) if !apierror::is_not_found(&e) => return Err(e.into()),
             _ => {}
         }
@@ -160,7 +166,7 @@ where
             };
             match api.create(&PostParams::default(), &revision).await {
                 Ok(created) => created,
-                Err(e) if is_already_exists(&e) => {
+                Err(e) if apierror::is_already_exists(&e) => {
                     let existing = api.get(&revision.name_any()).await?;
                     if !records(&existing, &data) {
                         return Err(HistoryError::Collision(revision.name_any()));
@@ -174,10 +180,6 @@ where
     Ok(History { current, old })
 }
 
-fn is_already_exists(error: &kube::Error) -> bool {
-    matches!(error, kube::Error::Api(status) if status.code == 409 && status.reason == "AlreadyExists")
-}
-
 /// The template's labels plus the revision hash.
 fn with_hash(template: &PodTemplateSpec, hash: &str) -> BTreeMap<String, String> {
     let mut labels = template
@@ -189,12 +191,12 @@ fn with_hash(template: &PodTemplateSpec, hash: &str) -> BTreeMap<String, String>
     labels
 }
 
-/// Deletes the oldest of `old` that no live pod uses until at most `limit` remain (upstream's
-/// `cleanupHistory`); `live_hashes` are the revision hashes pods carry.
+/// Deletes the oldest of `old` that are not `live` (used by a pod, or current) until at most
+/// `limit` remain (upstream's `cleanupHistory` and `truncateHistory`).
 pub async fn truncate(
     api: &Api<ControllerRevision>,
     mut old: Vec<ControllerRevision>,
-    live_hashes: &HashSet<&str>,
+    live: impl Fn(&ControllerRevision) -> bool,
     limit: usize,
 ) -> Result<(), kube::Error> {
     let mut excess = old.len().saturating_sub(limit);
@@ -203,15 +205,31 @@ pub async fn truncate(
         if excess == 0 {
             break;
         }
-        if live_hashes.contains(hash_of(revision)) {
+        if live(revision) {
             continue;
         }
-        match api.delete(&revision.name_any(), &DeleteParams::default()).await {
+        match api
+            .delete(&revision.name_any(), &DeleteParams::default())
+            .await
+        {
             Err(e) if !apierror::is_not_found(&e) => return Err(e),
             _ => excess -= 1,
         }
     }
     Ok(())
+}
+
+/// The template a revision records, if its data is a template patch.
+pub fn template_of(revision: &ControllerRevision) -> Option<PodTemplateSpec> {
+    let mut template = revision
+        .data
+        .as_ref()?
+        .0
+        .get("spec")?
+        .get("template")?
+        .clone();
+    template.as_object_mut()?.remove("$patch");
+    serde_json::from_value(template).ok()
 }
 
 #[cfg(test)]
@@ -227,12 +245,16 @@ mod tests {
         .unwrap();
         let patch = template_patch(&template);
         assert_eq!(patch["spec"]["template"]["$patch"], "replace");
-        assert_eq!(patch["spec"]["template"]["metadata"]["labels"]["app"], "fluentd");
+        assert_eq!(
+            patch["spec"]["template"]["metadata"]["labels"]["app"],
+            "fluentd"
+        );
         let revision = ControllerRevision {
             data: Some(RawExtension(patch.clone())),
             ..Default::default()
         };
         assert!(records(&revision, &patch));
+        assert_eq!(template_of(&revision), Some(template.clone()));
         assert!(!records(&revision, &json!({})));
         let labels = with_hash(&template, "abc");
         assert_eq!(labels["controller-revision-hash"], "abc");

@@ -21,6 +21,7 @@ pub mod podgc;
 pub mod podutil;
 pub mod replicaset;
 pub mod slowstart;
+pub mod statefulset;
 pub mod statuswriter;
 pub mod tainteviction;
 pub mod workqueue;
@@ -44,5 +45,6 @@ pub fn spawn_all(client: kube::Client, config: ControllersConfig) {
     tokio::spawn(deployment::run(client.clone()));
     tokio::spawn(replicaset::run(client.clone()));
     tokio::spawn(daemonset::run(client.clone()));
+    tokio::spawn(statefulset::run(client.clone()));
     tokio::spawn(namespace::run(client));
 }

@@ -431,7 +431,13 @@ impl Controller {
                 .chain([hash.as_str()])
                 .collect();
             let limit = spec.revision_history_limit.unwrap_or(10).max(0) as usize;
-            history::truncate(&revision_api, history.old, &live, limit).await?;
+            history::truncate(
+                &revision_api,
+                history.old,
+                |r| live.contains(history::hash_of(r)),
+                limit,
+            )
+            .await?;
         }
 
         let mut new_status =

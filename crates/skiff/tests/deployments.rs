@@ -531,6 +531,25 @@ fn set_image_history_and_undo() {
     let sets = replica_sets(&server, "default", "web");
     assert_eq!(sets.len(), 2, "{sets:#?}");
     let (first, second) = (name(&sets[0]).to_owned(), name(&sets[1]).to_owned());
+    // 3 replicas at 25%/25% surge by 1 and lose none: one pod at a time, each way.
+    let mut scaling: Vec<String> = events_about(&server, "default", "Deployment", "web")
+        .into_iter()
+        .filter(|(_, reason, _)| reason == "ScalingReplicaSet")
+        .map(|(_, _, message)| message)
+        .collect();
+    scaling.sort();
+    let mut steps: Vec<String> = [
+        format!("Scaled up replica set {first} from 0 to 3"),
+        format!("Scaled up replica set {second} from 0 to 1"),
+        format!("Scaled down replica set {first} from 3 to 2"),
+        format!("Scaled up replica set {second} from 1 to 2"),
+        format!("Scaled down replica set {first} from 2 to 1"),
+        format!("Scaled up replica set {second} from 2 to 3"),
+        format!("Scaled down replica set {first} from 1 to 0"),
+    ]
+    .into();
+    steps.sort();
+    assert_eq!(scaling, steps);
     assert_eq!(
         sets.iter()
             .map(|rs| (template_image(rs), rs["spec"]["replicas"].as_u64()))
@@ -1174,4 +1193,122 @@ fn rollout_completes_after_a_sigkill_mid_rollout() {
         .filter(|(_, _, m)| m.contains(" from 0 to "))
         .collect();
     assert_eq!(created.len(), 2, "ReplicaSets created: {events:#?}");
+}
+
+/// The `spec.replicas` of Deployment `name`'s ReplicaSets, oldest revision first.
+fn replica_counts(server: &Server, name: &str) -> Vec<u64> {
+    replica_sets(server, "default", name)
+        .iter()
+        .map(|rs| rs["spec"]["replicas"].as_u64().unwrap_or(0))
+        .collect()
+}
+
+/// Waits until Deployment `name`'s ReplicaSets have `wanted` replicas, oldest first, and the
+/// Deployment's generation has been observed.
+#[track_caller]
+fn wait_replica_counts(server: &Server, name: &str, wanted: &[u64]) {
+    wait_until(
+        &format!("ReplicaSets of {name} at {wanted:?}"),
+        SETTLE,
+        || {
+            let deploy = server.get_json(&["get", "deploy", name]);
+            let counts = replica_counts(server, name);
+            if counts == wanted
+                && deploy["metadata"]["generation"] == deploy["status"]["observedGeneration"]
+            {
+                Ok(())
+            } else {
+                Err(format!("{counts:?}, status {}", deploy["status"]))
+            }
+        },
+    );
+}
+
+#[test]
+fn scaling_a_stuck_rollout_is_proportional() {
+    // Upstream's documented example: 10 replicas, maxSurge 3, maxUnavailable 2, a rollout
+    // stuck at old 8 + new 5; scaling to 15 allows 18 pods, the 5 extra split 3/2 by size.
+    let server = Server::start();
+    let mut manifest = rolling_deployment("prop", 10, "nginx:1.25", (3, 2), "0s");
+    apply_value(&server, &manifest);
+    wait_rolled_out(&server, "default", "prop");
+    manifest["spec"]["template"]["metadata"]["annotations"][SIM_READY_AFTER] = json!("never");
+    manifest["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:1.26");
+    apply_value(&server, &manifest);
+    wait_replica_counts(&server, "prop", &[8, 5]);
+
+    assert_eq!(
+        server.ok(&["scale", "deploy", "prop", "--replicas=15"]),
+        "deployment.apps/prop scaled\n"
+    );
+    wait_replica_counts(&server, "prop", &[11, 7]);
+    for rs in replica_sets(&server, "default", "prop") {
+        let annotations = &rs["metadata"]["annotations"];
+        assert_eq!(
+            (
+                &annotations["deployment.kubernetes.io/desired-replicas"],
+                &annotations["deployment.kubernetes.io/max-replicas"],
+            ),
+            (&json!("15"), &json!("18")),
+            "{}",
+            name(&rs)
+        );
+    }
+    wait_until("the deployment status after scaling", SETTLE, || {
+        let deploy = server.get_json(&["get", "deploy", "prop"]);
+        let counts = [
+            "replicas",
+            "updatedReplicas",
+            "availableReplicas",
+            "unavailableReplicas",
+        ]
+        .map(|f| count(&deploy, f));
+        if counts == [18, 7, 11, 7] {
+            Ok(())
+        } else {
+            Err(format!("{}", deploy["status"]))
+        }
+    });
+}
+
+#[test]
+fn revision_history_limit_deletes_the_oldest_replica_sets() {
+    let server = Server::start();
+    let mut manifest = deployment("hist", 2, "nginx:1.21");
+    manifest["spec"]["revisionHistoryLimit"] = json!(2);
+    apply_value(&server, &manifest);
+    wait_rolled_out(&server, "default", "hist");
+    for minor in 22..=25 {
+        server.ok(&[
+            "set",
+            "image",
+            "deployment/hist",
+            &format!("nginx=nginx:1.{minor}"),
+        ]);
+        wait_rolled_out(&server, "default", "hist");
+    }
+    // The new ReplicaSet and the two newest old ones remain.
+    wait_until("old ReplicaSets cleaned up", SETTLE, || {
+        let sets = replica_sets(&server, "default", "hist");
+        let kept: Vec<(&str, &str)> = sets
+            .iter()
+            .map(|rs| (revision(rs), template_image(rs)))
+            .collect();
+        if kept
+            == [
+                ("3", "nginx:1.23"),
+                ("4", "nginx:1.24"),
+                ("5", "nginx:1.25"),
+            ]
+        {
+            Ok(())
+        } else {
+            Err(format!("{kept:?}"))
+        }
+    });
+    wait_history(
+        &server,
+        "hist",
+        &[(3, "<none>"), (4, "<none>"), (5, "<none>")],
+    );
 }

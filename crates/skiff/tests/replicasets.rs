@@ -312,3 +312,39 @@ spec:
     let released = server.get_json(&["get", "pod", "pod-adoption-release"]);
     assert!(is_ready(&released), "{}", released["status"]);
 }
+
+#[test]
+fn scaling_down_deletes_a_pod_that_is_not_ready_first() {
+    // Upstream's ranking deletes not-ready pods before ready ones. The orphan never becomes
+    // ready (a simulated-pod script) and is adopted as the ReplicaSet's third pod.
+    let server = Server::start();
+    let orphan = r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: never-ready
+  labels:
+    tier: frontend
+  annotations:
+    skiff.dev/sim-ready-after: never
+spec:
+  containers:
+  - name: app
+    image: nginx:1.25
+"#;
+    apply(&server, "default", orphan);
+    wait_until("the orphan running", SETTLE, || {
+        let pod = server.get_json(&["get", "pod", "never-ready"]);
+        match pod["status"]["phase"].as_str() {
+            Some("Running") => Ok(()),
+            phase => Err(format!("{phase:?}")),
+        }
+    });
+    apply(&server, "default", &frontend_manifest(3));
+    wait_status(&server, "frontend", status(3, 2, 2, 2, 1));
+    assert!(pod_names(&server, "tier=frontend").contains(&"never-ready".to_owned()));
+
+    server.ok(&["scale", "rs", "frontend", "--replicas=2"]);
+    wait_status(&server, "frontend", status(2, 2, 2, 2, 2));
+    let names = pod_names(&server, "tier=frontend");
+    assert!(!names.contains(&"never-ready".to_owned()), "{names:?}");
+}

@@ -3,7 +3,7 @@
 //! RollingUpdate or Recreate strategy, proportional scaling mid-rollout, revision history,
 //! pause/resume, progress deadlines and every status field.
 //!
-//! Each sync is decided without I/O by [`plan`] ([`sync`], [`rolling`], [`recreate`],
+//! Each sync is decided without I/O by [`plan`] ([`sync`], `rolling`, `recreate`,
 //! [`progress`], [`util`]); this module holds the I/O: informers on Deployments, ReplicaSets
 //! and (slimmed) pods, the work queue keyed by Deployment, claiming ReplicaSets through the
 //! [`ControllerRefManager`], and carrying out a plan's steps in order, stopping at the first
@@ -17,13 +17,14 @@ pub mod sync;
 mod tests;
 pub mod util;
 
-pub use progress::Requeue;
 pub use sync::{Event, Plan, Step, plan};
 
 use crate::apierror;
-use crate::controller_ref::{ControllerRefManager, controller_of, owner_reference, plan_claims};
+use crate::controller_ref::{
+    ControllerRefManager, controller_of, owner_reference, plan_claims, resolve_controller,
+};
 use crate::events::{self, EventRecorder};
-use crate::workqueue::WorkQueue;
+use crate::workqueue::{WorkQueue, key_of};
 use anyhow::Context as _;
 use futures::StreamExt;
 use jiff::Timestamp;
@@ -37,6 +38,7 @@ use kube::{Client, ResourceExt};
 use skiff_api::selector::LabelSelector;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// How many Deployments are synced at once (kube-controller-manager's
 /// `--concurrent-deployment-syncs`).
@@ -47,7 +49,7 @@ pub async fn run(client: Client) {
     let (deployments, deployment_writer) = reflector::store::<Deployment>();
     let (replica_sets, replica_set_writer) = reflector::store::<ReplicaSet>();
     let (pods, pod_writer) = reflector::store::<Pod>();
-    let queue = WorkQueue::<ObjectRef<Deployment>>::new();
+    let queue = WorkQueue::<String>::new();
 
     let deployment_queue = queue.clone();
     tokio::spawn(
@@ -60,7 +62,7 @@ pub async fn run(client: Client) {
         .touched_objects()
         .for_each(move |deployment| {
             if let Ok(deployment) = deployment {
-                deployment_queue.add(ObjectRef::from(&deployment));
+                deployment_queue.add(key_of(&deployment.metadata));
             }
             async {}
         }),
@@ -91,14 +93,14 @@ pub async fn run(client: Client) {
             .modify(slim_pod)
             .reflect(pod_writer)
             .for_each(move |event| {
-                // Only Recreate waits for pods: the last old pod going lets it proceed.
+                // Only Recreate waits for pods: the last old pod going lets it proceed
+                // (upstream's `deletePod`).
                 if let Ok(watcher::Event::Delete(pod)) = event
-                    && let Some(key) = recreate_deployment_of(&pod, &pod_replica_sets)
-                    && pod_deployments
-                        .get(&key)
-                        .is_some_and(|d| !util::is_rolling_update(&d))
+                    && let Some(rs) = resolve_controller(&pod_replica_sets, &pod.metadata)
+                    && let Some(d) = resolve_controller(&pod_deployments, &rs.metadata)
+                    && !util::is_rolling_update(&d)
                 {
-                    pod_queue.add(key);
+                    pod_queue.add(key_of(&d.metadata));
                 }
                 async {}
             }),
@@ -116,33 +118,12 @@ pub async fn run(client: Client) {
         replica_sets,
         pods,
     });
-    let mut workers = Vec::new();
-    for _ in 0..WORKERS {
-        workers.push(tokio::spawn(work(controller.clone(), queue.clone())));
-    }
-    futures::future::join_all(workers).await;
-}
-
-/// Handles keys from the queue until the process ends.
-async fn work(controller: Arc<Controller>, queue: WorkQueue<ObjectRef<Deployment>>) {
-    loop {
-        let key = queue.next().await;
-        match controller.sync(&key).await {
-            Ok(requeue) => {
-                queue.forget(&key);
-                match requeue {
-                    Some(Requeue::After(delay)) => queue.add_after(key.clone(), delay),
-                    Some(Requeue::RateLimited) => queue.add_rate_limited(key.clone()),
-                    None => {}
-                }
-            }
-            Err(err) => {
-                tracing::warn!(deployment = %key, err = format!("{err:#}"), "sync failed");
-                queue.add_rate_limited(key.clone());
-            }
-        }
-        queue.done(&key);
-    }
+    queue
+        .run_workers(WORKERS, "deployment", move |key| {
+            let controller = controller.clone();
+            async move { controller.sync(&key).await }
+        })
+        .await;
 }
 
 /// Keeps only what the controller reads of a pod: which ReplicaSet controls it and whether
@@ -169,43 +150,25 @@ fn slim_pod(pod: &mut Pod) {
 /// The Deployments to sync when a ReplicaSet changes (upstream's `addReplicaSet`,
 /// `updateReplicaSet`, `deleteReplicaSet`): its controller, or for an orphan every Deployment
 /// in its namespace whose selector matches it, which may adopt it.
-fn deployments_for_replica_set(
-    rs: &ReplicaSet,
-    deployments: &Store<Deployment>,
-) -> Vec<ObjectRef<Deployment>> {
-    let namespace = rs.namespace().unwrap_or_default();
-    if let Some(owner) = controller_of(&rs.metadata) {
-        return if owner.kind == "Deployment" {
-            vec![ObjectRef::new(&owner.name).within(&namespace)]
-        } else {
-            Vec::new()
-        };
+fn deployments_for_replica_set(rs: &ReplicaSet, deployments: &Store<Deployment>) -> Vec<String> {
+    if controller_of(&rs.metadata).is_some() {
+        return resolve_controller(deployments, &rs.metadata)
+            .map(|d| key_of(&d.metadata))
+            .into_iter()
+            .collect();
     }
     let labels = rs.labels();
     deployments
-        .state()
-        .iter()
-        .filter(|d| d.namespace().as_deref() == Some(namespace.as_str()))
-        .filter(|d| {
-            d.spec
-                .as_ref()
-                .and_then(|s| LabelSelector::from_label_selector(&s.selector).ok())
-                .is_some_and(|selector| !selector.is_empty() && selector.matches(labels))
+        .state_filter(|d| {
+            d.metadata.namespace == rs.metadata.namespace
+                && d.spec
+                    .as_ref()
+                    .and_then(|s| LabelSelector::from_label_selector(&s.selector).ok())
+                    .is_some_and(|selector| !selector.is_empty() && selector.matches(labels))
         })
-        .map(|d| ObjectRef::from(d.as_ref()))
+        .iter()
+        .map(|d| key_of(&d.metadata))
         .collect()
-}
-
-/// The Deployment controlling the ReplicaSet that controls `pod`, if any.
-fn recreate_deployment_of(
-    pod: &Pod,
-    replica_sets: &Store<ReplicaSet>,
-) -> Option<ObjectRef<Deployment>> {
-    let owner = controller_of(&pod.metadata).filter(|o| o.kind == "ReplicaSet")?;
-    let namespace = pod.namespace()?;
-    let rs = replica_sets.get(&ObjectRef::new(&owner.name).within(&namespace))?;
-    let deployment = controller_of(&rs.metadata).filter(|o| o.kind == "Deployment")?;
-    Some(ObjectRef::new(&deployment.name).within(&namespace))
 }
 
 /// Whether a pod has not reached a terminal phase (Recreate waits for those).
@@ -226,21 +189,28 @@ struct Controller {
 impl Controller {
     /// Syncs one Deployment (upstream's `syncDeployment`): claims its ReplicaSets, plans, and
     /// carries the plan out. Returns when to come back regardless of changes.
-    async fn sync(&self, key: &ObjectRef<Deployment>) -> anyhow::Result<Option<Requeue>> {
-        let Some(deployment) = self.deployments.get(key) else {
+    async fn sync(&self, key: &str) -> anyhow::Result<Option<Duration>> {
+        let (namespace, name) = key.split_once('/').unwrap_or_default();
+        let Some(deployment) = self
+            .deployments
+            .get(&ObjectRef::new(name).within(namespace))
+        else {
             return Ok(None);
         };
-        let namespace = key.namespace.clone().unwrap_or_default();
-        let replica_sets = self.claim_replica_sets(&deployment, &namespace).await?;
+        let replica_sets = self.claim_replica_sets(&deployment, namespace).await?;
         let rs_with_live_pods = if util::is_rolling_update(&deployment) {
             HashSet::new()
         } else {
-            self.rs_with_live_pods(&namespace, &replica_sets)
+            self.rs_with_live_pods(namespace, &replica_sets)
         };
+        // Whole seconds, as the API server stores condition times.
         let now = Timestamp::from_second(Timestamp::now().as_second())?;
         let plan = plan(&deployment, replica_sets, &rs_with_live_pods, now);
         self.apply(&deployment, plan.steps, now).await?;
-        Ok(plan.requeue)
+        match plan.failure {
+            Some(failure) => Err(anyhow::anyhow!(failure)),
+            None => Ok(plan.requeue),
+        }
     }
 
     /// The ReplicaSets the Deployment controls after adopting matching orphans and releasing

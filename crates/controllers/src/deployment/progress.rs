@@ -37,26 +37,6 @@ pub const MINIMUM_REPLICAS_AVAILABLE: &str = "MinimumReplicasAvailable";
 /// Available: fewer than `replicas - maxUnavailable` pods are available.
 pub const MINIMUM_REPLICAS_UNAVAILABLE: &str = "MinimumReplicasUnavailable";
 
-/// When the controller should look at a Deployment again without any change to it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Requeue {
-    /// After this long.
-    After(Duration),
-    /// Soon, with the queue's per-key back-off.
-    RateLimited,
-}
-
-impl Requeue {
-    /// The sooner of two requeues.
-    pub fn earliest(a: Option<Self>, b: Option<Self>) -> Option<Self> {
-        match (a, b) {
-            (Some(Self::After(x)), Some(Self::After(y))) => Some(Self::After(x.min(y))),
-            (Some(Self::RateLimited), _) | (_, Some(Self::RateLimited)) => Some(Self::RateLimited),
-            (a, b) => a.or(b),
-        }
-    }
-}
-
 /// A condition that changed at `now` (upstream's `NewDeploymentCondition`).
 pub fn new_condition(
     type_: &str,
@@ -240,14 +220,14 @@ pub fn deployment_timed_out(
 
 /// The status to write after a rollout step (upstream's `syncRolloutStatus`): the calculated
 /// status with the Progressing condition estimated — complete, progressing, or timed out —
-/// and the ReplicaSets' failures copied. With the requeue for a rollout that might still time
-/// out, when there is nothing to write.
+/// and the ReplicaSets' failures copied. With when to look again at a rollout that might still
+/// time out, when there is nothing to write.
 pub fn rollout_status(
     deployment: &Deployment,
     all: &[&ReplicaSet],
     new: Option<&ReplicaSet>,
     now: Timestamp,
-) -> (DeploymentStatus, Option<Requeue>) {
+) -> (DeploymentStatus, Option<Duration>) {
     let mut status = calculate_status(deployment, all.iter().copied(), new, now);
     if !has_progress_deadline(deployment) {
         remove_condition(&mut status, PROGRESSING);
@@ -326,13 +306,16 @@ fn replica_failure(all: &[&ReplicaSet], new: Option<&ReplicaSet>) -> Option<Depl
 }
 
 /// When to look at a rollout again to see whether it timed out (upstream's
-/// `requeueStuckDeployment`): at the deadline (plus a second against clock skew), or soon when
-/// that is less than a second away; never for complete, timed-out or deadline-less rollouts.
+/// `requeueStuckDeployment`): at the deadline plus a second against clock skew; never for
+/// complete, timed-out or deadline-less rollouts. Upstream retries with the queue's back-off
+/// when less than a second is left; a second is the floor here, so that a rollout stuck past
+/// a deadline it does not count (its condition says it completed before) is not synced in a
+/// tight loop.
 pub fn stuck_requeue(
     deployment: &Deployment,
     status: &DeploymentStatus,
     now: Timestamp,
-) -> Option<Requeue> {
+) -> Option<Duration> {
     let deadline = progress_deadline(deployment)?;
     let current_status = deployment.status.clone().unwrap_or_default();
     let current = condition(&current_status, PROGRESSING)?;
@@ -340,12 +323,9 @@ pub fn stuck_requeue(
         return None;
     }
     let last_update = current.last_update_time.as_ref()?.0;
-    let after = (last_update + SignedDuration::from_secs(i64::from(deadline))).duration_since(now);
-    if after < SignedDuration::from_secs(1) {
-        return Some(Requeue::RateLimited);
-    }
-    let after = Duration::try_from(after + SignedDuration::from_secs(1)).ok()?;
-    Some(Requeue::After(after))
+    let left = (last_update + SignedDuration::from_secs(i64::from(deadline))).duration_since(now);
+    let left = Duration::try_from(left).unwrap_or(Duration::ZERO);
+    Some(left + Duration::from_secs(1))
 }
 
 /// The Deployment's status after checking its paused state (upstream's

@@ -16,7 +16,12 @@ pub(super) fn rollout(mut sync: Sync) -> Plan {
         return sync.finish_rollout();
     }
     match reconcile_old_replica_sets(&mut sync, new) {
-        Err(Invalid) => return sync.abort(),
+        Err(Invalid(name)) => {
+            let failure = format!(
+                "when cleaning up unhealthy replicas, got invalid request to scale down {name}: it has more available pods than replicas"
+            );
+            return sync.fail(failure);
+        }
         Ok(true) => return sync.finish_rollout(),
         Ok(false) => {}
     }
@@ -40,9 +45,9 @@ fn reconcile_new_replica_set(sync: &mut Sync, new: usize) -> bool {
     sync.scale_and_record(new_rs, target)
 }
 
-/// An old ReplicaSet claims more available pods than it wants, which upstream refuses to scale
-/// (the sync fails and is retried once the ReplicaSet's status catches up).
-struct Invalid;
+/// An old ReplicaSet (named) reports more available pods than it wants, which upstream refuses
+/// to scale: the sync fails and is retried once the ReplicaSet's status catches up.
+struct Invalid(String);
 
 /// Scales old ReplicaSets down as far as availability allows (upstream's
 /// `reconcileOldReplicaSets`): first the pods that are not available anyway, then available
@@ -94,7 +99,7 @@ fn cleanup_unhealthy_replicas(
             continue;
         }
         if replicas < available {
-            return Err(Invalid);
+            return Err(Invalid(rs.metadata.name.clone().unwrap_or_default()));
         }
         let count = (max_cleanup - total).min(replicas - available);
         sync.scale_and_record(rs.clone(), replicas - count);

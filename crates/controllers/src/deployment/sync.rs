@@ -5,7 +5,7 @@
 //! new ReplicaSet, scaling (proportionally, mid-rollout), cleanup of old ReplicaSets, and the
 //! status write that ends every sync.
 
-use super::progress::{self, Requeue};
+use super::progress;
 use super::util::{self, rs_replicas};
 use super::{recreate, rolling};
 use crate::controller_ref::owner_reference;
@@ -73,7 +73,10 @@ pub struct Plan {
     /// The writes, in order.
     pub steps: Vec<Step>,
     /// When to sync again even if nothing changes (deadlines, minReadySeconds).
-    pub requeue: Option<Requeue>,
+    pub requeue: Option<Duration>,
+    /// Why the sync fails after its writes, as upstream reports some refusals: the Deployment
+    /// comes back with the queue's back-off.
+    pub failure: Option<String>,
 }
 
 /// Plans one sync of `deployment` (upstream's `syncDeployment`, after claiming):
@@ -590,19 +593,19 @@ impl Sync {
         self.finish(status, requeue)
     }
 
-    /// Ends a sync whose last step failed in a way upstream reports as an error: what was
-    /// planned so far is written, and the Deployment comes back with the queue's back-off.
-    pub(super) fn abort(self) -> Plan {
+    /// Ends a sync that upstream fails with `failure` after the writes planned so far.
+    pub(super) fn fail(self, failure: String) -> Plan {
         Plan {
             steps: self.steps,
-            requeue: Some(Requeue::RateLimited),
+            requeue: None,
+            failure: Some(failure),
         }
     }
 
     /// Ends the sync: the Deployment is written with `status` if it or its annotations
     /// changed. Pods that are ready but not yet available bring the Deployment back after
     /// minReadySeconds, when they may count as available.
-    fn finish(mut self, status: DeploymentStatus, requeue: Option<Requeue>) -> Plan {
+    fn finish(mut self, status: DeploymentStatus, requeue: Option<Duration>) -> Plan {
         self.deployment.status = Some(status);
         if (
             &self.deployment.metadata.annotations,
@@ -618,10 +621,11 @@ impl Sync {
             status.ready_replicas.unwrap_or(0) > status.available_replicas.unwrap_or(0)
         });
         let min_ready = (min_ready_seconds > 0 && becoming_available)
-            .then(|| Requeue::After(Duration::from_secs(min_ready_seconds.unsigned_abs().into())));
+            .then(|| Duration::from_secs(min_ready_seconds.unsigned_abs().into()));
         Plan {
             steps: self.steps,
-            requeue: Requeue::earliest(requeue, min_ready),
+            requeue: requeue.into_iter().chain(min_ready).min(),
+            failure: None,
         }
     }
 }

@@ -2,7 +2,7 @@
 //! objects, conditions and events upstream produces, and a property test that rolls out over
 //! many sizes, fenceposts and readiness patterns and checks the rollout's bounds.
 
-use super::progress::{self, Requeue};
+use super::progress;
 use super::sync::{Event, Plan, Step, after_collision, plan};
 use super::util::{self, rs_replicas};
 use crate::events::EventType;
@@ -552,7 +552,7 @@ fn a_stuck_rollout_is_requeued_for_its_deadline_then_reported_exceeded() {
     world.now += SignedDuration::from_secs(100);
     let plan = world.sync();
     assert_eq!(plan.steps, []);
-    assert_eq!(plan.requeue, Some(Requeue::After(Duration::from_secs(501))));
+    assert_eq!(plan.requeue, Some(Duration::from_secs(501)));
     world.now = created_at + SignedDuration::from_secs(601);
     world.sync();
     let new = name(world.rs_running("nginx:2")).to_owned();
@@ -853,7 +853,7 @@ fn ready_but_not_yet_available_pods_bring_the_deployment_back_after_min_ready_se
     status.ready_replicas = Some(1);
     status.available_replicas = None;
     let plan = world.sync();
-    assert_eq!(plan.requeue, Some(Requeue::After(Duration::from_secs(10))));
+    assert_eq!(plan.requeue, Some(Duration::from_secs(10)));
 }
 
 #[test]

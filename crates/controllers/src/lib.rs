@@ -8,6 +8,8 @@ pub mod apierror;
 pub mod controller_ref;
 pub mod daemonset;
 pub mod deployment;
+pub mod endpoint;
+pub mod endpointslice;
 pub mod events;
 pub mod expectations;
 pub mod garbagecollector;
@@ -46,5 +48,9 @@ pub fn spawn_all(client: kube::Client, config: ControllersConfig) {
     tokio::spawn(replicaset::run(client.clone()));
     tokio::spawn(daemonset::run(client.clone()));
     tokio::spawn(statefulset::run(client.clone()));
+    let service_pods = endpoint::informer::ServicePods::start(client.clone());
+    tokio::spawn(endpoint::run(client.clone(), service_pods.clone()));
+    tokio::spawn(endpointslice::run(client.clone(), service_pods));
+    tokio::spawn(endpoint::apiserver::run(client.clone()));
     tokio::spawn(namespace::run(client));
 }

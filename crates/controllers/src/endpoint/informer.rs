@@ -1,0 +1,158 @@
+//! The Services and pods both endpoint controllers read, watched once and shared (as upstream's
+//! shared informers): pods are slimmed, and every change that may move a Service's endpoints
+//! queues that Service with each subscribed controller.
+
+use super::pods;
+use crate::workqueue::{WorkQueue, key_of};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::api::Api;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+/// Shared caches of Services and (slimmed) pods. Cloning gives another handle on the same.
+#[derive(Clone)]
+pub struct ServicePods {
+    /// Every Service.
+    pub services: Store<Service>,
+    /// Every pod, slimmed to what endpoints need.
+    pub pods: Store<Pod>,
+    subscribers: Arc<Mutex<Vec<WorkQueue<String>>>>,
+}
+
+impl ServicePods {
+    /// Starts watching Services and pods on `client`.
+    pub fn start(client: Client) -> Self {
+        let (services, mut service_writer) = reflector::store::<Service>();
+        let (pods, mut pod_writer) = reflector::store::<Pod>();
+        let shared = Self {
+            services,
+            pods,
+            subscribers: Arc::default(),
+        };
+        let s = shared.clone();
+        tokio::spawn(
+            watcher(
+                Api::<Service>::all(client.clone()),
+                watcher::Config::default(),
+            )
+            .default_backoff()
+            .for_each(move |event| {
+                match event {
+                    Ok(event) => {
+                        service_writer.apply_watcher_event(&event);
+                        s.service_event(&event);
+                    }
+                    Err(err) => tracing::warn!(%err, "service watch failed"),
+                }
+                futures::future::ready(())
+            }),
+        );
+        let s = shared.clone();
+        tokio::spawn(
+            watcher(Api::<Pod>::all(client), watcher::Config::default())
+                .default_backoff()
+                .modify(pods::slim_pod)
+                .for_each(move |event| {
+                    match event {
+                        Ok(event) => {
+                            // The pod as it was, to tell which Services it leaves.
+                            let old = match &event {
+                                watcher::Event::Apply(pod) => s.pods.get(&ObjectRef::from_obj(pod)),
+                                _ => None,
+                            };
+                            pod_writer.apply_watcher_event(&event);
+                            s.pod_event(&event, old.as_deref());
+                        }
+                        Err(err) => tracing::warn!(%err, "pod watch failed"),
+                    }
+                    futures::future::ready(())
+                }),
+        );
+        shared
+    }
+
+    /// A queue that receives the key of every Service whose endpoints may have changed,
+    /// starting with every Service already known.
+    pub fn subscribe(&self) -> WorkQueue<String> {
+        let queue = WorkQueue::new();
+        let mut subscribers = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+        for service in self.services.state() {
+            queue.add(key_of(&service.metadata));
+        }
+        subscribers.push(queue.clone());
+        queue
+    }
+
+    /// Waits until both caches hold a full list; false if they never will.
+    pub async fn wait_until_ready(&self) -> bool {
+        self.services.wait_until_ready().await.is_ok() && self.pods.wait_until_ready().await.is_ok()
+    }
+
+    /// The pods `service` selects.
+    pub fn selected_pods(&self, service: &Service) -> Vec<Arc<Pod>> {
+        if pods::selector(service).is_none() {
+            return Vec::new();
+        }
+        self.pods.state_filter(|pod| pods::selects(service, pod))
+    }
+
+    /// The Service `namespace/name`, if cached.
+    pub fn service(&self, namespace: &str, name: &str) -> Option<Arc<Service>> {
+        self.services.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    fn queue(&self, keys: impl IntoIterator<Item = String>) {
+        let subscribers = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+        for key in keys {
+            for queue in subscribers.iter() {
+                queue.add(key.clone());
+            }
+        }
+    }
+
+    fn queue_all(&self) {
+        self.queue(self.services.state().iter().map(|s| key_of(&s.metadata)));
+    }
+
+    fn service_event(&self, event: &watcher::Event<Service>) {
+        match event {
+            watcher::Event::Apply(service) | watcher::Event::Delete(service) => {
+                self.queue([key_of(&service.metadata)])
+            }
+            // A relist may have missed deletions: every Service is looked at again, and the
+            // controllers sweep what the missing ones left.
+            watcher::Event::InitDone => self.queue_all(),
+            watcher::Event::Init | watcher::Event::InitApply(_) => {}
+        }
+    }
+
+    /// Queues the Services a pod was or is selected by (upstream's `addPod`/`updatePod`/
+    /// `deletePod`), unless nothing endpoints show changed.
+    fn pod_event(&self, event: &watcher::Event<Pod>, old: Option<&Pod>) {
+        let selecting = |pod: &Pod| -> BTreeSet<String> {
+            self.services
+                .state_filter(|s| pods::selects(s, pod))
+                .iter()
+                .map(|s| key_of(&s.metadata))
+                .collect()
+        };
+        match event {
+            watcher::Event::Apply(pod) => {
+                let mut keys = selecting(pod);
+                match old {
+                    Some(old) if !pods::endpoints_changed(old, pod) => return,
+                    Some(old) if old.labels() != pod.labels() => keys.extend(selecting(old)),
+                    _ => {}
+                }
+                self.queue(keys);
+            }
+            watcher::Event::Delete(pod) => self.queue(selecting(pod)),
+            watcher::Event::InitDone => self.queue_all(),
+            watcher::Event::Init | watcher::Event::InitApply(_) => {}
+        }
+    }
+}

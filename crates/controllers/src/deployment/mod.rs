@@ -24,6 +24,7 @@ use crate::controller_ref::{
     ControllerRefManager, controller_of, owner_reference, plan_claims, resolve_controller,
 };
 use crate::events::{self, EventRecorder};
+use crate::podutil;
 use crate::workqueue::{WorkQueue, key_of};
 use anyhow::Context as _;
 use futures::StreamExt;
@@ -127,7 +128,8 @@ pub async fn run(client: Client) {
 }
 
 /// Keeps only what the controller reads of a pod: which ReplicaSet controls it and whether
-/// it ended. With many pods the rest is most of the memory.
+/// it ended (no labels: pods are found through their ReplicaSets, not by selector). With many
+/// pods the rest is most of the memory.
 fn slim_pod(pod: &mut Pod) {
     let meta = std::mem::take(&mut pod.metadata);
     pod.metadata = ObjectMeta {
@@ -135,7 +137,6 @@ fn slim_pod(pod: &mut Pod) {
         namespace: meta.namespace,
         uid: meta.uid,
         resource_version: meta.resource_version,
-        labels: meta.labels,
         owner_references: meta.owner_references,
         ..Default::default()
     };
@@ -169,12 +170,6 @@ fn deployments_for_replica_set(rs: &ReplicaSet, deployments: &Store<Deployment>)
         .iter()
         .map(|d| key_of(&d.metadata))
         .collect()
-}
-
-/// Whether a pod has not reached a terminal phase (Recreate waits for those).
-fn is_live(pod: &Pod) -> bool {
-    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-    !matches!(phase, Some("Succeeded" | "Failed"))
 }
 
 /// The controller's caches and clients.
@@ -267,7 +262,9 @@ impl Controller {
             .filter_map(|rs| rs.metadata.uid.as_deref())
             .collect();
         self.pods
-            .state_filter(|pod| pod.namespace().as_deref() == Some(namespace) && is_live(pod))
+            .state_filter(|pod| {
+                pod.namespace().as_deref() == Some(namespace) && !podutil::is_terminated(pod)
+            })
             .iter()
             .filter_map(|pod| controller_of(&pod.metadata))
             .filter(|owner| owned.contains(owner.uid.as_str()))

@@ -99,20 +99,17 @@ pub async fn run(args: RolloutArgs) -> Result<()> {
         .await?;
     wait_rolled_out(&deployments).await?;
     report("rolling update to all available", started, cpu);
-
-    println!(
-        "peak RSS of the whole server: {:.0} MiB",
-        peak_rss_mib("self").unwrap_or(0.0)
-    );
     Ok(())
 }
 
-/// Prints a phase's wall-clock time and the CPU time the process used during it.
+/// Prints a phase's wall-clock time, the CPU time the process used during it and its peak RSS
+/// so far (after each phase, so that a run that fails later still reports it).
 fn report(phase: &str, started: Instant, cpu_before: Duration) {
     println!(
-        "{phase}: {:.1} s, CPU {:.1} s",
+        "{phase}: {:.1} s, CPU {:.1} s, peak RSS so far {:.0} MiB",
         started.elapsed().as_secs_f64(),
-        (cpu_time() - cpu_before).as_secs_f64()
+        (cpu_time() - cpu_before).as_secs_f64(),
+        peak_rss_mib("self").unwrap_or(0.0)
     );
 }
 

@@ -29,6 +29,11 @@ use std::sync::{Arc, OnceLock};
 /// The Kubernetes version skiff reports (kubectl's dispatcher picks its client by the minor).
 pub const KUBERNETES_VERSION: (&str, &str) = ("1", "33");
 
+/// The name of the default StorageClass every cluster starts with.
+pub const DEFAULT_STORAGE_CLASS: &str = "standard";
+/// The provisioner of the built-in local-path volumes (skiff's controllers serve it).
+pub const LOCAL_PATH_PROVISIONER: &str = "skiff.dev/local-path";
+
 /// State shared by all requests.
 pub struct ApiState {
     /// The generic registry store.
@@ -116,6 +121,7 @@ impl ApiServer {
         ));
         let server = Self { state };
         server.ensure_system_objects().await?;
+        server.ensure_default_storage_class().await?;
         Ok(server)
     }
 
@@ -166,6 +172,31 @@ impl ApiServer {
         {
             Ok(_) => Ok(()),
             Err(e) => anyhow::bail!("creating the kubernetes service: {e}"),
+        }
+    }
+
+    /// Creates the default StorageClass, [`DEFAULT_STORAGE_CLASS`], served by the built-in
+    /// local-path provisioner, unless a class of that name exists (as kind and minikube ship
+    /// theirs).
+    async fn ensure_default_storage_class(&self) -> Result<()> {
+        let info = skiff_api::resources::find_kind("storage.k8s.io", "StorageClass")
+            .expect("storage classes are registered");
+        let class = json!({
+            "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+            "metadata": {"name": DEFAULT_STORAGE_CLASS, "annotations": {admission::IS_DEFAULT_CLASS_ANNOTATION: "true"}},
+            "provisioner": LOCAL_PATH_PROVISIONER,
+            "reclaimPolicy": "Delete",
+            "volumeBindingMode": "WaitForFirstConsumer",
+        });
+        match self
+            .state
+            .registry
+            .create(info, None, class, &Default::default())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.code == 409 => Ok(()),
+            Err(e) => anyhow::bail!("creating the default storage class: {e}"),
         }
     }
 

@@ -325,7 +325,7 @@ impl Registry {
         }
         strategy.prepare_for_create(&mut object);
         strategy.default(&mut object);
-        crate::admission::admit_create(info, &mut object);
+        crate::admission::admit_create(info, &mut object, &self.cache);
         let mut errors = validation::validate_object_meta_with_rule(
             &object["metadata"],
             info.namespaced,

@@ -26,6 +26,7 @@ pub mod slowstart;
 pub mod statefulset;
 pub mod statuswriter;
 pub mod tainteviction;
+pub mod volume;
 pub mod workqueue;
 
 /// Settings of the controllers, as kube-controller-manager's flags; `Default` gives upstream's
@@ -36,6 +37,8 @@ pub struct ControllersConfig {
     pub node_lifecycle: nodelifecycle::NodeLifecycleConfig,
     /// The pod garbage collector's.
     pub pod_gc: podgc::PodGcConfig,
+    /// The PersistentVolume controller's and the local-path provisioner's.
+    pub storage: volume::StorageConfig,
 }
 
 /// Starts every controller on `client`; they run until the process ends.
@@ -48,6 +51,8 @@ pub fn spawn_all(client: kube::Client, config: ControllersConfig) {
     tokio::spawn(replicaset::run(client.clone()));
     tokio::spawn(daemonset::run(client.clone()));
     tokio::spawn(statefulset::run(client.clone()));
+    tokio::spawn(volume::persistentvolume::run(client.clone()));
+    tokio::spawn(volume::localpath::run(client.clone(), config.storage));
     let service_pods = endpoint::informer::ServicePods::start(client.clone());
     tokio::spawn(endpoint::run(client.clone(), service_pods.clone()));
     tokio::spawn(endpointslice::run(client.clone(), service_pods));

@@ -13,6 +13,7 @@ pub mod algorithm;
 pub mod bench;
 pub mod events;
 pub mod plugins;
+pub mod prebind;
 pub mod queue;
 pub mod resources;
 pub mod snapshot;
@@ -470,9 +471,15 @@ async fn bind(
         "metadata": {"name": name, "namespace": namespace, "uid": popped.pod.uid},
         "target": {"kind": "Node", "name": node},
     });
-    let result: Result<serde_json::Value, kube::Error> = api
-        .create_subresource("binding", &name, &PostParams::default(), &binding)
-        .await;
+    // VolumeBinding's PreBind: claims waiting for their first consumer learn the node.
+    let prebind = prebind::select_node_for_claims(client, &namespace, &popped.pod.claims, &node);
+    let result: Result<serde_json::Value, kube::Error> = match prebind.await {
+        Ok(()) => {
+            api.create_subresource("binding", &name, &PostParams::default(), &binding)
+                .await
+        }
+        Err(e) => Err(e),
+    };
     match result {
         Ok(_) => {
             let message = format!("Successfully assigned {namespace}/{name} to {node}");

@@ -52,7 +52,7 @@ pub fn host_node_name() -> String {
 }
 
 /// Starts the scheduler, the controllers and the node agents on an in-process client.
-fn spawn_components(client: kube::Client, args: &ServerArgs) {
+fn spawn_components(client: kube::Client, args: &ServerArgs, data_dir: &Path) {
     // Upstream's timings (renew every 10 s, check every 5 s, grace 50 s) keep heartbeats well
     // inside the grace period; a shorter grace period (tests, demos) scales them down with it so
     // that healthy nodes never look dead between renewals.
@@ -66,6 +66,9 @@ fn spawn_components(client: kube::Client, args: &ServerArgs) {
     // Pod GC's quarantine for pods of deleted nodes (40 s) and period (20 s) follow it too.
     controllers.pod_gc.quarantine_time = controllers.pod_gc.quarantine_time.min(grace);
     controllers.pod_gc.gc_check_period = controllers.pod_gc.gc_check_period.min(grace / 2);
+    // Local-path volumes are directories under the data directory, on the local node.
+    controllers.storage.data_dir = Some(data_dir.to_path_buf());
+    controllers.storage.local_node = (!args.no_local_node).then(host_node_name);
     let mut heartbeat = HeartbeatTimings::default();
     heartbeat.renew_interval = heartbeat.renew_interval.min(grace / 4);
     skiff_controllers::spawn_all(client.clone(), controllers);
@@ -130,7 +133,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     // Controllers, scheduler and agents are ordinary API clients; in-process they reach the API
     // through its router.
     if !args.api_only {
-        spawn_components(kube::Client::new(api.router(), "default"), &args);
+        spawn_components(kube::Client::new(api.router(), "default"), &args, &data_dir);
     }
     let url = format!("https://{}", display_addr(local));
     let kubeconfig = pki::kubeconfig("skiff", &url, &creds);

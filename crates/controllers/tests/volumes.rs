@@ -1,0 +1,330 @@
+//! The PersistentVolume controller and the local-path provisioner against an in-process API
+//! server (which starts with the default `standard` class, WaitForFirstConsumer): static
+//! binding and `Retain`, provisioning once a node is selected with the directory on the local
+//! node, deletion of the volume and its directory under `Delete`, and Immediate classes.
+
+mod common;
+
+use common::{api_server, eventually};
+use k8s_openapi::api::core::v1::{Event, PersistentVolume, PersistentVolumeClaim};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use skiff_controllers::volume::{StorageConfig, localpath, persistentvolume};
+use std::path::PathBuf;
+
+/// The node the provisioner treats as its own.
+const LOCAL_NODE: &str = "node-1";
+
+/// An API server with both storage controllers, keeping volumes under a fresh directory.
+async fn start() -> (Client, PathBuf) {
+    let client = api_server().await;
+    let data_dir = std::env::temp_dir().join(format!("skiff-volumes-{}", uuid_like()));
+    tokio::spawn(persistentvolume::run(client.clone()));
+    tokio::spawn(localpath::run(
+        client.clone(),
+        StorageConfig {
+            data_dir: Some(data_dir.clone()),
+            local_node: Some(LOCAL_NODE.into()),
+        },
+    ));
+    (client, data_dir)
+}
+
+/// A name unique to this test process and moment.
+fn uuid_like() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{}-{nanos}", std::process::id())
+}
+
+fn claim(name: &str, spec: serde_json::Value) -> PersistentVolumeClaim {
+    let mut claim = json!({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": name},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
+    });
+    for (key, value) in spec.as_object().unwrap() {
+        claim["spec"][key] = value.clone();
+    }
+    serde_json::from_value(claim).unwrap()
+}
+
+fn phase_of_claim(claim: &PersistentVolumeClaim) -> Option<&str> {
+    claim.status.as_ref()?.phase.as_deref()
+}
+
+fn phase_of_volume(volume: &PersistentVolume) -> Option<&str> {
+    volume.status.as_ref()?.phase.as_deref()
+}
+
+async fn wait_for_claim_phase(
+    claims: &Api<PersistentVolumeClaim>,
+    name: &str,
+    phase: &str,
+) -> PersistentVolumeClaim {
+    eventually(&format!("claim {name} {phase}"), || async {
+        let claim = claims.get(name).await.ok()?;
+        (phase_of_claim(&claim) == Some(phase)).then_some(claim)
+    })
+    .await
+}
+
+async fn wait_for_volume_phase(
+    volumes: &Api<PersistentVolume>,
+    name: &str,
+    phase: &str,
+) -> PersistentVolume {
+    eventually(&format!("volume {name} {phase}"), || async {
+        let volume = volumes.get(name).await.ok()?;
+        (phase_of_volume(&volume) == Some(phase)).then_some(volume)
+    })
+    .await
+}
+
+/// The first event about `name` in `default` with `reason`, once there is one.
+async fn wait_for_event(client: &Client, name: &str, reason: &str) -> Event {
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    eventually(&format!("event {reason} about {name}"), || async {
+        events
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|e| {
+                e.involved_object.name.as_deref() == Some(name)
+                    && e.reason.as_deref() == Some(reason)
+            })
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_claim_binds_the_smallest_fitting_volume_and_retain_keeps_it() {
+    let (client, _) = start().await;
+    let volumes: Api<PersistentVolume> = Api::all(client.clone());
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), "default");
+    for (name, size) in [("large", "10Gi"), ("small", "2Gi")] {
+        let volume: PersistentVolume = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {"capacity": {"storage": size}, "accessModes": ["ReadWriteOnce"], "hostPath": {"path": format!("/data/{name}")}}
+        }))
+        .unwrap();
+        volumes
+            .create(&PostParams::default(), &volume)
+            .await
+            .unwrap();
+        wait_for_volume_phase(&volumes, name, "Available").await;
+    }
+    // `storageClassName: ""` asks for no class, so no default is given.
+    let created = claims
+        .create(
+            &PostParams::default(),
+            &claim("data", json!({"storageClassName": ""})),
+        )
+        .await
+        .unwrap();
+    let bound = wait_for_claim_phase(&claims, "data", "Bound").await;
+    let spec = bound.spec.as_ref().unwrap();
+    assert_eq!(spec.volume_name.as_deref(), Some("small"));
+    assert_eq!(
+        serde_json::to_value(bound.metadata.annotations.as_ref().unwrap()).unwrap(),
+        json!({"pv.kubernetes.io/bind-completed": "yes", "pv.kubernetes.io/bound-by-controller": "yes"})
+    );
+    assert_eq!(
+        serde_json::to_value(bound.status.as_ref().unwrap()).unwrap(),
+        json!({"accessModes": ["ReadWriteOnce"], "capacity": {"storage": "2Gi"}, "phase": "Bound"})
+    );
+    let volume = wait_for_volume_phase(&volumes, "small", "Bound").await;
+    let claim_ref = volume.spec.as_ref().unwrap().claim_ref.as_ref().unwrap();
+    assert_eq!(claim_ref.uid, created.metadata.uid);
+    assert_eq!(claim_ref.namespace.as_deref(), Some("default"));
+    assert_eq!(
+        volume.annotations()["pv.kubernetes.io/bound-by-controller"],
+        "yes"
+    );
+    assert_eq!(
+        phase_of_volume(&volumes.get("large").await.unwrap()),
+        Some("Available")
+    );
+
+    // The default reclaim policy of a hand-made volume is Retain: released, kept.
+    claims
+        .delete("data", &DeleteParams::default())
+        .await
+        .unwrap();
+    let released = wait_for_volume_phase(&volumes, "small", "Released").await;
+    assert!(released.spec.unwrap().claim_ref.is_some());
+}
+
+#[tokio::test]
+async fn wait_for_first_consumer_provisions_on_the_selected_node_and_delete_cleans_up() {
+    let (client, data_dir) = start().await;
+    let volumes: Api<PersistentVolume> = Api::all(client.clone());
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), "default");
+    let created = claims
+        .create(&PostParams::default(), &claim("www", json!({})))
+        .await
+        .unwrap();
+    // The DefaultStorageClass admission gave it the default class.
+    assert_eq!(
+        created.spec.as_ref().unwrap().storage_class_name.as_deref(),
+        Some("standard")
+    );
+    let waiting = wait_for_event(&client, "www", "WaitForFirstConsumer").await;
+    assert_eq!(
+        waiting.message.as_deref(),
+        Some("waiting for first consumer to be created before binding")
+    );
+    assert_eq!(
+        waiting.source.unwrap().component.as_deref(),
+        Some("persistentvolume-controller")
+    );
+
+    // What the scheduler does once it has placed a consumer.
+    let selected =
+        json!({"metadata": {"annotations": {"volume.kubernetes.io/selected-node": LOCAL_NODE}}});
+    claims
+        .patch("www", &PatchParams::default(), &Patch::Merge(&selected))
+        .await
+        .unwrap();
+    let bound = wait_for_claim_phase(&claims, "www", "Bound").await;
+    let volume_name = format!("pvc-{}", created.uid().unwrap());
+    assert_eq!(
+        bound.spec.as_ref().unwrap().volume_name.as_deref(),
+        Some(volume_name.as_str())
+    );
+    assert_eq!(
+        bound.annotations()["volume.kubernetes.io/storage-provisioner"],
+        "skiff.dev/local-path"
+    );
+    assert_eq!(
+        bound.annotations()["volume.beta.kubernetes.io/storage-provisioner"],
+        "skiff.dev/local-path"
+    );
+    let volume = wait_for_volume_phase(&volumes, &volume_name, "Bound").await;
+    let dir = data_dir.join("volumes").join(&volume_name);
+    let spec = serde_json::to_value(volume.spec.as_ref().unwrap()).unwrap();
+    assert_eq!(spec["hostPath"]["path"], dir.to_string_lossy().as_ref());
+    assert_eq!(spec["persistentVolumeReclaimPolicy"], "Delete");
+    assert_eq!(spec["storageClassName"], "standard");
+    assert_eq!(
+        spec["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0],
+        json!({"key": "kubernetes.io/hostname", "operator": "In", "values": [LOCAL_NODE]})
+    );
+    assert_eq!(
+        volume.annotations()["pv.kubernetes.io/provisioned-by"],
+        "skiff.dev/local-path"
+    );
+    assert!(dir.is_dir(), "{} was created", dir.display());
+    let external = wait_for_event(&client, "www", "ExternalProvisioning").await;
+    assert_eq!(
+        external.message.as_deref(),
+        Some(
+            "Waiting for a volume to be created either by the external provisioner 'skiff.dev/local-path' \
+             or manually by the system administrator. If volume creation is delayed, please verify that \
+             the provisioner is running and correctly registered."
+        )
+    );
+    let provisioning = wait_for_event(&client, "www", "Provisioning").await;
+    assert_eq!(
+        provisioning.message.as_deref(),
+        Some("External provisioner is provisioning volume for claim \"default/www\"")
+    );
+    let succeeded = wait_for_event(&client, "www", "ProvisioningSucceeded").await;
+    assert_eq!(
+        succeeded.message,
+        Some(format!("Successfully provisioned volume {volume_name}"))
+    );
+    assert_eq!(
+        succeeded.source.unwrap().component,
+        Some(format!("skiff.dev/local-path_{LOCAL_NODE}"))
+    );
+
+    // Deleting the claim releases the volume; Delete removes it and its directory.
+    claims
+        .delete("www", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the provisioned volume to be deleted", || async {
+        volumes
+            .get_opt(&volume_name)
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(!dir.exists(), "{} was removed", dir.display());
+    std::fs::remove_dir_all(&data_dir).unwrap();
+}
+
+#[tokio::test]
+async fn immediate_classes_provision_at_once_and_retain_keeps_the_directory() {
+    let (client, data_dir) = start().await;
+    let classes: Api<k8s_openapi::api::storage::v1::StorageClass> = Api::all(client.clone());
+    let class = serde_json::from_value(json!({
+        "metadata": {"name": "keep"}, "provisioner": "skiff.dev/local-path",
+        "reclaimPolicy": "Retain", "volumeBindingMode": "Immediate"
+    }))
+    .unwrap();
+    classes
+        .create(&PostParams::default(), &class)
+        .await
+        .unwrap();
+    let volumes: Api<PersistentVolume> = Api::all(client.clone());
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), "default");
+    let created = claims
+        .create(
+            &PostParams::default(),
+            &claim("logs", json!({"storageClassName": "keep"})),
+        )
+        .await
+        .unwrap();
+    // No node is selected: the class's volumes go to the local node.
+    let bound = wait_for_claim_phase(&claims, "logs", "Bound").await;
+    assert!(
+        bound
+            .annotations()
+            .get("volume.kubernetes.io/selected-node")
+            .is_none()
+    );
+    let volume_name = format!("pvc-{}", created.uid().unwrap());
+    let volume = wait_for_volume_phase(&volumes, &volume_name, "Bound").await;
+    assert_eq!(localpath::volume_node(&volume), Some(LOCAL_NODE));
+    let dir = data_dir.join("volumes").join(&volume_name);
+    assert!(dir.is_dir());
+
+    claims
+        .delete("logs", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for_volume_phase(&volumes, &volume_name, "Released").await;
+    assert!(dir.is_dir(), "Retain keeps {}", dir.display());
+    std::fs::remove_dir_all(&data_dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_class_that_does_not_exist_is_reported() {
+    let (client, _) = start().await;
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), "default");
+    claims
+        .create(
+            &PostParams::default(),
+            &claim("lost", json!({"storageClassName": "gold"})),
+        )
+        .await
+        .unwrap();
+    let failed = wait_for_event(&client, "lost", "ProvisioningFailed").await;
+    assert_eq!(
+        failed.message.as_deref(),
+        Some("storageclass.storage.k8s.io \"gold\" not found")
+    );
+    assert_eq!(
+        phase_of_claim(&claims.get("lost").await.unwrap()),
+        Some("Pending")
+    );
+}

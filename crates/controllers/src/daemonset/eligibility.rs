@@ -72,8 +72,16 @@ fn required_affinity(spec: &PodSpec) -> Option<&NodeSelector> {
         .as_ref()
 }
 
+/// The annotation in which apps/v1 carries a DaemonSet's legacy template generation.
+const TEMPLATE_GENERATION_ANNOTATION: &str = "deprecated.daemonset.template.generation";
+
+/// The legacy pod label carrying the template generation a daemon pod was created from.
+const TEMPLATE_GENERATION_LABEL: &str = "pod-template-generation";
+
 /// The DaemonSet's template as its pods get it (upstream's `CreatePodTemplate`): the default
-/// daemon tolerations added and the revision hash label set.
+/// daemon tolerations added, the revision hash label set and, while the DaemonSet carries
+/// the deprecated template-generation annotation (the API server sets it), the legacy
+/// `pod-template-generation` label.
 pub fn pod_template(ds: &DaemonSet, hash: &str) -> PodTemplateSpec {
     let mut template = ds
         .spec
@@ -82,18 +90,30 @@ pub fn pod_template(ds: &DaemonSet, hash: &str) -> PodTemplateSpec {
         .unwrap_or_default();
     let spec = template.spec.get_or_insert_with(Default::default);
     add_default_tolerations(spec);
-    template
+    let labels = template
         .metadata
         .get_or_insert_with(Default::default)
         .labels
-        .get_or_insert_with(Default::default)
-        .insert(crate::history::REVISION_HASH_LABEL.into(), hash.into());
+        .get_or_insert_with(Default::default);
+    // Upstream copies the annotation only when it parses as a generation.
+    if let Some(generation) = ds
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(TEMPLATE_GENERATION_ANNOTATION))
+        .and_then(|g| g.parse::<i64>().ok())
+    {
+        labels.insert(TEMPLATE_GENERATION_LABEL.into(), generation.to_string());
+    }
+    labels.insert(crate::history::REVISION_HASH_LABEL.into(), hash.into());
     template
 }
 
-/// Adds the tolerations every daemon pod has (upstream's `AddOrUpdateDaemonPodTolerations`),
-/// unless an equal one is there: daemon pods stay on not-ready and unreachable nodes and run
-/// on nodes under pressure or cordoned.
+/// Adds the tolerations every daemon pod has (upstream's `AddOrUpdateDaemonPodTolerations`):
+/// daemon pods stay on not-ready and unreachable nodes and run on nodes under pressure or
+/// cordoned. A toleration of the same key, operator, value and effect is replaced in place
+/// (so a template's bounded `tolerationSeconds` becomes unbounded), as upstream's
+/// `AddOrUpdateTolerationInPodSpec` does.
 pub fn add_default_tolerations(spec: &mut PodSpec) {
     let mut defaults = vec![
         ("node.kubernetes.io/not-ready", "NoExecute"),
@@ -114,8 +134,18 @@ pub fn add_default_tolerations(spec: &mut PodSpec) {
             effect: Some(effect.into()),
             ..Default::default()
         };
-        if !tolerations.contains(&toleration) {
-            tolerations.push(toleration);
+        let same_match = tolerations.iter_mut().find(|t| {
+            (&t.key, &t.operator, &t.value, &t.effect)
+                == (
+                    &toleration.key,
+                    &toleration.operator,
+                    &toleration.value,
+                    &toleration.effect,
+                )
+        });
+        match same_match {
+            Some(existing) => *existing = toleration,
+            None => tolerations.push(toleration),
         }
     }
 }
@@ -258,6 +288,66 @@ mod tests {
             required.node_selector_terms.len(),
             1,
             "the zone term was replaced"
+        );
+    }
+
+    #[test]
+    fn default_tolerations_replace_bounded_ones_in_place() {
+        let spec = daemon_spec(json!({"containers": [], "tolerations": [
+            {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute",
+             "tolerationSeconds": 60},
+            {"key": "dedicated", "operator": "Equal", "value": "logs", "effect": "NoSchedule"},
+            {"key": "node.kubernetes.io/not-ready", "effect": "NoExecute"}]}));
+        let listed: Vec<String> = spec
+            .tolerations
+            .unwrap()
+            .iter()
+            .map(|t| {
+                format!(
+                    "{}:{}:{}:{:?}",
+                    t.key.as_deref().unwrap_or_default(),
+                    t.operator.as_deref().unwrap_or_default(),
+                    t.effect.as_deref().unwrap_or_default(),
+                    t.toleration_seconds
+                )
+            })
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                "node.kubernetes.io/unreachable:Exists:NoExecute:None",
+                "dedicated:Equal:NoSchedule:None",
+                // An empty operator is `Equal`: a different toleration, so the default is added.
+                "node.kubernetes.io/not-ready::NoExecute:None",
+                "node.kubernetes.io/not-ready:Exists:NoExecute:None",
+                "node.kubernetes.io/disk-pressure:Exists:NoSchedule:None",
+                "node.kubernetes.io/memory-pressure:Exists:NoSchedule:None",
+                "node.kubernetes.io/pid-pressure:Exists:NoSchedule:None",
+                "node.kubernetes.io/unschedulable:Exists:NoSchedule:None",
+            ]
+        );
+    }
+
+    #[test]
+    fn pods_carry_the_hash_and_the_legacy_template_generation() {
+        let ds: DaemonSet = serde_json::from_value(json!({
+            "metadata": {"name": "fluentd",
+                         "annotations": {"deprecated.daemonset.template.generation": "3"}},
+            "spec": {"selector": {"matchLabels": {"app": "fluentd"}},
+                     "template": {"metadata": {"labels": {"app": "fluentd"}},
+                                  "spec": {"containers": []}}}}))
+        .unwrap();
+        let labels = |ds: &DaemonSet| pod_template(ds, "6d4b9c8f7").metadata.unwrap().labels;
+        assert_eq!(
+            serde_json::to_value(labels(&ds)).unwrap(),
+            json!({"app": "fluentd", "controller-revision-hash": "6d4b9c8f7",
+                   "pod-template-generation": "3"})
+        );
+        let mut unannotated = ds.clone();
+        unannotated.metadata.annotations = None;
+        assert_eq!(
+            serde_json::to_value(labels(&unannotated)).unwrap(),
+            json!({"app": "fluentd", "controller-revision-hash": "6d4b9c8f7"})
         );
     }
 }

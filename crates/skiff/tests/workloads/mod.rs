@@ -1,11 +1,17 @@
-//! Helpers shared by the workload-controller tests (`replicasets.rs`, `deployments.rs`): pods,
+//! Helpers shared by the workload-controller tests (`replicasets.rs`, `deployments.rs`,
+//! `daemonsets.rs`): pods,
 //! ReplicaSets and events read through kubectl, readiness as the controllers count it, and a
 //! kube-rs client for watches kubectl cannot check state by state.
 #![allow(dead_code)]
 
 use crate::common::{Server, wait_until};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// How long pods may take to be created, scheduled and become ready, or a controller to react,
@@ -123,4 +129,106 @@ pub async fn kube_client(server: &Server) -> kube::Client {
         .await
         .expect("kube config");
     kube::Client::try_from(config).expect("kube client")
+}
+
+/// What a [`PodWatch`] saw.
+pub struct Observed {
+    /// How many states were checked.
+    pub states: usize,
+    /// Each failed check, with the state it failed on.
+    pub violations: Vec<String>,
+}
+
+/// Watches the pods matching a label selector in the default namespace with a kube-rs watcher
+/// (a list, then a watch) and checks every state it observes, from the first complete list
+/// until [`PodWatch::finish`].
+pub struct PodWatch {
+    runtime: tokio::runtime::Runtime,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Observed>,
+}
+
+impl PodWatch {
+    /// Starts watching pods matching `selector`; returns once the first list has been seen.
+    /// `check` gets every later state (all pods, terminating ones included) and returns a
+    /// description of what is wrong, if anything; the first list is the baseline and is not
+    /// checked.
+    pub fn start(
+        server: &Server,
+        selector: &str,
+        mut check: impl FnMut(&[&Pod]) -> Result<(), String> + Send + 'static,
+    ) -> PodWatch {
+        let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+        let client = runtime.block_on(kube_client(server));
+        let pods: Api<Pod> = Api::namespaced(client, "default");
+        let config = watcher::Config::default().labels(selector);
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let (listed, first_list) = tokio::sync::oneshot::channel();
+        let task = runtime.spawn(async move {
+            let mut events = watcher(pods, config).default_backoff().boxed();
+            let mut observed = Observed {
+                states: 0,
+                violations: Vec::new(),
+            };
+            let mut listed = Some(listed);
+            let mut state: BTreeMap<String, Pod> = BTreeMap::new();
+            let mut relist: BTreeMap<String, Pod> = BTreeMap::new();
+            loop {
+                let event = tokio::select! {
+                    _ = &mut stopped => break,
+                    event = events.next() => event,
+                };
+                match event {
+                    Some(Ok(watcher::Event::Init)) => relist.clear(),
+                    Some(Ok(watcher::Event::InitApply(pod))) => {
+                        relist.insert(pod.metadata.name.clone().unwrap_or_default(), pod);
+                    }
+                    Some(Ok(watcher::Event::InitDone)) => {
+                        state = std::mem::take(&mut relist);
+                        if let Some(listed) = listed.take() {
+                            let _ = listed.send(());
+                            continue; // the baseline
+                        }
+                    }
+                    Some(Ok(watcher::Event::Apply(pod))) => {
+                        state.insert(pod.metadata.name.clone().unwrap_or_default(), pod);
+                    }
+                    Some(Ok(watcher::Event::Delete(pod))) => {
+                        state.remove(pod.metadata.name.as_deref().unwrap_or_default());
+                    }
+                    Some(Err(e)) => {
+                        observed.violations.push(format!("watch error: {e}"));
+                        continue;
+                    }
+                    None => break,
+                }
+                if listed.is_some() {
+                    continue; // still in the first list
+                }
+                let pods: Vec<&Pod> = state.values().collect();
+                observed.states += 1;
+                if let Err(what) = check(&pods) {
+                    observed.violations.push(what);
+                }
+            }
+            observed
+        });
+        runtime
+            .block_on(async { tokio::time::timeout(SETTLE, first_list).await })
+            .expect("the pod watch listed within the timeout")
+            .expect("the pod watch task ended before listing");
+        PodWatch {
+            runtime,
+            stop,
+            task,
+        }
+    }
+
+    /// Stops watching and returns what was seen.
+    pub fn finish(self) -> Observed {
+        let _ = self.stop.send(());
+        self.runtime
+            .block_on(self.task)
+            .expect("the pod watch task panicked")
+    }
 }

@@ -3,7 +3,7 @@
 //! RollingUpdate or Recreate strategy, proportional scaling mid-rollout, revision history,
 //! pause/resume, progress deadlines and every status field.
 //!
-//! Each sync is decided without I/O by [`plan`] ([`sync`], `rolling`, `recreate`,
+//! Each sync is decided without I/O by [`plan`] ([`sync`], `rolling`, `recreate`, `rollback`,
 //! [`progress`], [`util`]); this module holds the I/O: informers on Deployments, ReplicaSets
 //! and (slimmed) pods, the work queue keyed by Deployment, claiming ReplicaSets through the
 //! [`ControllerRefManager`], and carrying out a plan's steps in order, stopping at the first
@@ -11,6 +11,7 @@
 
 pub mod progress;
 mod recreate;
+mod rollback;
 mod rolling;
 pub mod sync;
 #[cfg(test)]
@@ -272,7 +273,7 @@ impl Controller {
             .collect()
     }
 
-    /// Makes the plan's writes in order, stopping at the first failure. A ReplicaSet written
+    /// Makes the plan's writes in order, stopping at the first failure. An object written
     /// twice in one sync is written the second time at the resourceVersion the first write
     /// returned.
     async fn apply(
@@ -292,6 +293,7 @@ impl Controller {
             }
         };
         let mut written: HashMap<String, Option<String>> = HashMap::new();
+        let mut deployment_version = None;
         for step in steps {
             match step {
                 Step::CreateReplicaSet { replica_set, event } => {
@@ -325,10 +327,27 @@ impl Controller {
                     }
                 }
                 Step::UpdateStatus(updated) => {
-                    deployments
+                    let written = deployments
                         .replace_status(&updated.name_any(), &PostParams::default(), &updated)
                         .await
                         .context("updating deployment status")?;
+                    deployment_version = written.metadata.resource_version;
+                }
+                Step::UpdateDeployment {
+                    deployment: mut updated,
+                    event,
+                } => {
+                    if deployment_version.is_some() {
+                        updated
+                            .metadata
+                            .resource_version
+                            .clone_from(&deployment_version);
+                    }
+                    deployments
+                        .replace(&updated.name_any(), &PostParams::default(), &updated)
+                        .await
+                        .context("updating deployment")?;
+                    record(event);
                 }
                 Step::Record(event) => record(Some(event)),
             }

@@ -7,7 +7,7 @@
 
 use super::progress;
 use super::util::{self, rs_replicas};
-use super::{recreate, rolling};
+use super::{recreate, rollback, rolling};
 use crate::controller_ref::owner_reference;
 use crate::events::EventType;
 use jiff::Timestamp;
@@ -63,6 +63,14 @@ pub enum Step {
     /// Write the Deployment through `/status`: its status, and its revision annotation (which
     /// upstream's status strategy lets through).
     UpdateStatus(Box<Deployment>),
+    /// Update the Deployment itself (a legacy rollback: its template and annotations, the
+    /// rollback request cleared); once updated, record the event.
+    UpdateDeployment {
+        /// The Deployment as it should be.
+        deployment: Box<Deployment>,
+        /// `Rolled back deployment "x" to revision N`, when the template changed.
+        event: Option<Event>,
+    },
     /// Record an event that goes with no write.
     Record(Event),
 }
@@ -104,7 +112,13 @@ pub fn plan(
         .as_ref()
         .and_then(|s| s.paused)
         .unwrap_or(false);
-    if paused || sync.is_scaling_event() {
+    if paused {
+        return sync.sync();
+    }
+    if let Some(revision) = util::rollback_to(deployment) {
+        return rollback::rollback(sync, revision);
+    }
+    if sync.is_scaling_event() {
         return sync.sync();
     }
     if util::is_rolling_update(deployment) {
@@ -602,19 +616,50 @@ impl Sync {
         }
     }
 
+    /// Records an event that goes with no write.
+    pub(super) fn record(&mut self, event: Event) {
+        self.steps.push(Step::Record(event));
+    }
+
+    /// Writes the Deployment's status if this sync changed it or its annotations.
+    pub(super) fn write_status_if_changed(&mut self) {
+        let current = (
+            &self.deployment.metadata.annotations,
+            &self.deployment.status,
+        );
+        if current != (&self.read.0, &self.read.1) {
+            self.steps
+                .push(Step::UpdateStatus(Box::new(self.deployment.clone())));
+            self.read = (
+                self.deployment.metadata.annotations.clone(),
+                self.deployment.status.clone(),
+            );
+        }
+    }
+
+    /// Ends a legacy rollback (upstream's `updateDeploymentAndClearRollbackTo`): the
+    /// Deployment as the rollback left it, without its rollback request, is updated.
+    pub(super) fn clear_rollback(mut self, event: Option<Event>) -> Plan {
+        if let Some(annotations) = self.deployment.metadata.annotations.as_mut() {
+            annotations.remove(util::ROLLBACK_TO_ANNOTATION);
+        }
+        self.steps.push(Step::UpdateDeployment {
+            deployment: Box::new(self.deployment),
+            event,
+        });
+        Plan {
+            steps: self.steps,
+            requeue: None,
+            failure: None,
+        }
+    }
+
     /// Ends the sync: the Deployment is written with `status` if it or its annotations
     /// changed. Pods that are ready but not yet available bring the Deployment back after
     /// minReadySeconds, when they may count as available.
     fn finish(mut self, status: DeploymentStatus, requeue: Option<Duration>) -> Plan {
         self.deployment.status = Some(status);
-        if (
-            &self.deployment.metadata.annotations,
-            &self.deployment.status,
-        ) != (&self.read.0, &self.read.1)
-        {
-            self.steps
-                .push(Step::UpdateStatus(Box::new(self.deployment.clone())));
-        }
+        self.write_status_if_changed();
         let min_ready_seconds = self.min_ready_seconds();
         let becoming_available = self.replica_sets.iter().any(|rs| {
             let status = rs.status.clone().unwrap_or_default();

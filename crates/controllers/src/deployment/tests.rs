@@ -186,6 +186,19 @@ impl World {
                         .annotations
                         .clone_from(&d.metadata.annotations);
                 }
+                Step::UpdateDeployment { deployment, event } => {
+                    let changed = (&deployment.spec, &deployment.metadata.annotations)
+                        != (&self.deployment.spec, &self.deployment.metadata.annotations);
+                    self.deployment.spec.clone_from(&deployment.spec);
+                    self.deployment
+                        .metadata
+                        .annotations
+                        .clone_from(&deployment.metadata.annotations);
+                    if changed {
+                        bump_generation(&mut self.deployment);
+                    }
+                    self.events.extend(event.clone());
+                }
                 Step::Record(event) => self.events.push(event.clone()),
             }
         }
@@ -781,6 +794,89 @@ fn rolling_back_makes_the_old_replica_set_new_with_the_next_revision() {
         annotation(&world.deployment.metadata, util::REVISION_ANNOTATION),
         Some("3")
     );
+}
+
+/// Asks for a legacy rollback (the annotation `extensions/v1beta1` clients set).
+fn request_rollback(world: &mut World, revision: &str) {
+    world
+        .deployment
+        .metadata
+        .annotations
+        .get_or_insert_default()
+        .insert(util::ROLLBACK_TO_ANNOTATION.into(), revision.into());
+    bump_generation(&mut world.deployment);
+}
+
+fn image(d: &Deployment) -> &str {
+    let template = &d.spec.as_ref().unwrap().template;
+    template.spec.as_ref().unwrap().containers[0]
+        .image
+        .as_deref()
+        .unwrap()
+}
+
+#[test]
+fn a_legacy_rollback_copies_the_revision_back_and_clears_the_request() {
+    let mut d = deployment(2, percent("25%"), percent("25%"));
+    d.metadata.annotations = Some(BTreeMap::from([(
+        "kubernetes.io/change-cause".into(),
+        "first".into(),
+    )]));
+    let mut world = World::new(d);
+    world.roll_out(10).unwrap();
+    world.set_image("nginx:2");
+    world
+        .deployment
+        .metadata
+        .annotations
+        .as_mut()
+        .unwrap()
+        .insert("kubernetes.io/change-cause".into(), "second".into());
+    world.roll_out(20).unwrap();
+    world.events.clear();
+
+    // Revision 0: the one before the current.
+    request_rollback(&mut world, "0");
+    let plan = world.sync();
+    assert!(
+        matches!(plan.steps.last(), Some(Step::UpdateDeployment { .. })),
+        "{plan:?}"
+    );
+    assert_eq!(image(&world.deployment), "nginx:1");
+    let annotations = world.deployment.metadata.annotations.clone().unwrap();
+    assert_eq!(annotations["kubernetes.io/change-cause"], "first");
+    assert!(!annotations.contains_key(util::ROLLBACK_TO_ANNOTATION));
+    assert_eq!(
+        world.messages(),
+        [r#"Rolled back deployment "web" to revision 1"#]
+    );
+    world.roll_out(20).expect("the rollback rolls out");
+    assert_eq!(world.replica_sets.len(), 2);
+
+    // A revision that does not exist, then the current one: refused, request cleared.
+    world.events.clear();
+    request_rollback(&mut world, "9");
+    world.sync();
+    request_rollback(&mut world, "3");
+    world.sync();
+    assert_eq!(
+        world.events,
+        [
+            Event {
+                type_: EventType::Warning,
+                reason: "DeploymentRollbackRevisionNotFound",
+                message: "Unable to find the revision to rollback to.".into(),
+            },
+            Event {
+                type_: EventType::Warning,
+                reason: "DeploymentRollbackTemplateUnchanged",
+                message: r#"The rollback revision contains the same template as current deployment "web""#
+                    .into(),
+            },
+        ]
+    );
+    assert!(util::rollback_to(&world.deployment).is_none());
+    assert_eq!(image(&world.deployment), "nginx:1");
 }
 
 #[test]

@@ -370,6 +370,49 @@ pub fn set_deployment_revision(deployment: &mut Deployment, revision: &str) -> b
     true
 }
 
+/// The revision a legacy rollback asks for (upstream's `getRollbackTo`): the
+/// [`ROLLBACK_TO_ANNOTATION`], `None` without it or when unreadable.
+pub fn rollback_to(deployment: &Deployment) -> Option<i64> {
+    annotation(&deployment.metadata, ROLLBACK_TO_ANNOTATION)?
+        .parse()
+        .ok()
+}
+
+/// The second-highest readable revision among `rss`, the one before the current (upstream's
+/// `LastRevision`); 0 when there is none.
+pub fn last_revision<'a>(rss: impl IntoIterator<Item = &'a ReplicaSet>) -> i64 {
+    let (mut max, mut second) = (0, 0);
+    for revision in rss.into_iter().filter_map(|rs| revision(&rs.metadata)) {
+        if revision >= max {
+            (max, second) = (revision, max);
+        } else if revision > second {
+            second = revision;
+        }
+    }
+    second
+}
+
+/// Rolls the Deployment's template and annotations back to those of `rs` (upstream's
+/// `SetFromReplicaSetTemplate` and `SetDeploymentAnnotationsTo`): the template without the
+/// pod-template-hash label; the Deployment keeps its skipped annotations and takes all others
+/// from the ReplicaSet, so that the change-cause of that revision comes back with it.
+pub fn set_from_replica_set(deployment: &mut Deployment, rs: &ReplicaSet) {
+    if let Some(template) = template_of_rs(rs) {
+        let mut template = template.clone();
+        if let Some(labels) = template.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
+            labels.remove(POD_TEMPLATE_HASH_LABEL);
+        }
+        deployment.spec.get_or_insert_default().template = template;
+    }
+    let annotations = deployment.metadata.annotations.get_or_insert_default();
+    annotations.retain(|key, _| skip_copy_annotation(key));
+    for (key, value) in rs.metadata.annotations.iter().flatten() {
+        if !skip_copy_annotation(key) {
+            annotations.insert(key.clone(), value.clone());
+        }
+    }
+}
+
 /// How many replicas the new ReplicaSet should have now (upstream's `NewRSNewReplicas`): for
 /// RollingUpdate, as many more as the surge allows without exceeding `spec.replicas`; for
 /// Recreate, all of them.

@@ -21,6 +21,9 @@ pub struct ServicePods {
     /// Every pod, slimmed to what endpoints need.
     pub pods: Store<Pod>,
     subscribers: Arc<Mutex<Vec<WorkQueue<String>>>>,
+    /// Whether both caches hold a full list. A store's own readiness wakes only one waiter
+    /// (kube-runtime's `DelayedInit` keeps a single waker), so it is awaited once, here.
+    ready: tokio::sync::watch::Receiver<bool>,
 }
 
 impl ServicePods {
@@ -28,11 +31,19 @@ impl ServicePods {
     pub fn start(client: Client) -> Self {
         let (services, mut service_writer) = reflector::store::<Service>();
         let (pods, mut pod_writer) = reflector::store::<Pod>();
+        let (ready_tx, ready) = tokio::sync::watch::channel(false);
         let shared = Self {
             services,
             pods,
             subscribers: Arc::default(),
+            ready,
         };
+        let s = shared.clone();
+        tokio::spawn(async move {
+            let listed = s.services.wait_until_ready().await.is_ok()
+                && s.pods.wait_until_ready().await.is_ok();
+            ready_tx.send_replace(listed);
+        });
         let s = shared.clone();
         tokio::spawn(
             watcher(
@@ -89,7 +100,8 @@ impl ServicePods {
 
     /// Waits until both caches hold a full list; false if they never will.
     pub async fn wait_until_ready(&self) -> bool {
-        self.services.wait_until_ready().await.is_ok() && self.pods.wait_until_ready().await.is_ok()
+        let mut ready = self.ready.clone();
+        ready.wait_for(|listed| *listed).await.is_ok()
     }
 
     /// The pods `service` selects.

@@ -346,3 +346,53 @@ volumeBindingMode: WaitForFirstConsumer
         "kept"
     );
 }
+
+#[test]
+fn a_pod_that_comes_back_returns_to_the_node_holding_its_volume() {
+    // Simulated nodes only: volumes are API objects, no directory is created for them.
+    let server = Server::start_with(&["--sim-nodes", "3", "--no-local-node"]);
+    wait_until("three nodes", SETTLE, || {
+        let nodes = server.ok(&["get", "nodes", "-o", "name"]);
+        if nodes.lines().count() == 3 {
+            Ok(())
+        } else {
+            Err(nodes)
+        }
+    });
+    apply(&server, "default", &claim_manifest("state", "standard"));
+    apply(&server, "default", &pod_manifest("app", "state"));
+    let claim = wait_bound(&server, "default", "state");
+    let volume_name = claim["spec"]["volumeName"].as_str().unwrap().to_owned();
+    let scheduled_node = |server: &Server| {
+        wait_until("pod/app scheduled", SETTLE, || {
+            let pod = server.get_json(&["get", "pod", "app"]);
+            pod["spec"]["nodeName"]
+                .as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| pod["status"].to_string())
+        })
+    };
+    let node = scheduled_node(&server);
+    assert_eq!(
+        claim["metadata"]["annotations"]["volume.kubernetes.io/selected-node"],
+        node.as_str()
+    );
+    let volume = server.get_json(&["get", "pv", &volume_name]);
+    assert_eq!(
+        volume["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"],
+        serde_json::json!([node])
+    );
+    assert!(
+        !server
+            .data_dir()
+            .join("volumes")
+            .join(&volume_name)
+            .exists()
+    );
+    // Each new incarnation of the pod lands where its data is (one node in three by chance).
+    for _ in 0..3 {
+        server.ok(&["delete", "pod", "app", "--grace-period=0", "--force"]);
+        apply(&server, "default", &pod_manifest("app", "state"));
+        assert_eq!(scheduled_node(&server), node);
+    }
+}

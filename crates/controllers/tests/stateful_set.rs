@@ -45,20 +45,22 @@ async fn make_ready(pods: &Api<Pod>, name: &str) {
     .unwrap();
 }
 
-/// Waits until exactly `want` exist, making each ready as it appears.
+/// Waits until exactly `want` exist and run, making each ready as it appears.
 async fn run_pods(pods: &Api<Pod>, want: &[&str]) {
-    eventually(&format!("pods {want:?}"), || async {
+    eventually(&format!("pods {want:?} running"), || async {
+        let mut all_running = true;
         for pod in pods.list(&ListParams::default()).await.unwrap().items {
-            let ready = pod
+            let running = pod
                 .status
                 .as_ref()
                 .and_then(|s| s.phase.as_deref())
                 .is_some_and(|p| p == "Running");
-            if !ready && pod.metadata.deletion_timestamp.is_none() {
+            if !running && pod.metadata.deletion_timestamp.is_none() {
                 make_ready(pods, &pod.name_any()).await;
+                all_running = false;
             }
         }
-        (pod_names(pods).await == want).then_some(())
+        (all_running && pod_names(pods).await == want).then_some(())
     })
     .await;
 }

@@ -4,7 +4,7 @@
 use crate::podutil;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
-use std::cmp::Ordering;
+use std::cmp::Reverse;
 use std::collections::HashMap;
 
 /// The annotation that lets users say which pods are cheaper to delete.
@@ -28,10 +28,11 @@ pub fn pods_to_delete<'a>(
             *per_node.entry(node).or_default() += 1;
         }
     }
-    let rank = |pod: &Pod| node_name(pod).map_or(0, |n| per_node.get(n).copied().unwrap_or(0));
-    let mut ranked: Vec<(&Pod, usize)> = pods.iter().map(|&p| (p, rank(p))).collect();
-    ranked.sort_by(|a, b| compare(a, b, now));
-    ranked.into_iter().take(count).map(|(p, _)| p).collect()
+    let crowding = |pod: &Pod| node_name(pod).map_or(0, |n| per_node.get(n).copied().unwrap_or(0));
+    let mut ranked = pods.to_vec();
+    ranked.sort_by_cached_key(|pod| DeletionKey::new(pod, crowding(pod), now));
+    ranked.truncate(count);
+    ranked
 }
 
 fn node_name(pod: &Pod) -> Option<&str> {
@@ -41,42 +42,54 @@ fn node_name(pod: &Pod) -> Option<&str> {
         .filter(|n| !n.is_empty())
 }
 
-/// `Less` when `a` should be deleted before `b`; the first rule that tells them apart decides.
-fn compare((a, rank_a): &(&Pod, usize), (b, rank_b): &(&Pod, usize), now: Timestamp) -> Ordering {
-    // 1. Unscheduled before scheduled.
-    node_name(a)
-        .is_some()
-        .cmp(&node_name(b).is_some())
-        // 2. Pending before Unknown before Running.
-        .then_with(|| phase_order(a).cmp(&phase_order(b)))
-        // 3. Not ready before ready.
-        .then_with(|| podutil::is_ready(a).cmp(&podutil::is_ready(b)))
-        // 4. Cheaper to delete first.
-        .then_with(|| deletion_cost(a).cmp(&deletion_cost(b)))
-        // 5. On more crowded nodes first.
-        .then_with(|| rank_b.cmp(rank_a))
-        // 6. Both ready: ready more recently first.
-        .then_with(|| {
-            if !(podutil::is_ready(a) && podutil::is_ready(b)) {
-                return Ordering::Equal;
-            }
-            let (ready_a, ready_b) = (podutil::ready_since(a), podutil::ready_since(b));
-            if ready_a == ready_b {
-                return Ordering::Equal;
-            }
-            newer_first(ready_a, ready_b, now).then_with(|| uid(a).cmp(uid(b)))
-        })
-        // 7. More container restarts first.
-        .then_with(|| max_restarts(b).cmp(&max_restarts(a)))
-        // 8. Newer first (no timestamp counts as newest).
-        .then_with(|| {
-            let created = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
-            let (created_a, created_b) = (created(a), created(b));
-            if created_a == created_b {
-                return Ordering::Equal;
-            }
-            newer_first(created_a, created_b, now).then_with(|| uid(a).cmp(uid(b)))
-        })
+/// A pod's place in the deletion order; smaller goes first. Fields compare in upstream's
+/// order of rules, each deciding only when the earlier ones tie.
+///
+/// A sort key rather than upstream's pairwise comparison, whose bucketed time rules are not
+/// transitive (Rust's sort requires a total order). It differs in one corner: two ready pods
+/// whose ready times differ but fall in one bucket are told apart by the later rules
+/// (restarts, age) before the uid, where upstream goes to the uid at once.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct DeletionKey<'a> {
+    /// 1. Unscheduled before scheduled.
+    scheduled: bool,
+    /// 2. Pending before Unknown before Running.
+    phase: u8,
+    /// 3. Not ready before ready.
+    ready: bool,
+    /// 4. Cheaper to delete first.
+    cost: i32,
+    /// 5. On more crowded nodes first.
+    crowding: Reverse<usize>,
+    /// 6. Of ready pods, ready more recently first (0 for pods that are not ready).
+    ready_age: i64,
+    /// 7. More container restarts first.
+    restarts: Reverse<i32>,
+    /// 8. Newer first.
+    age: i64,
+    /// The last tie-breaker.
+    uid: &'a str,
+}
+
+impl<'a> DeletionKey<'a> {
+    fn new(pod: &'a Pod, crowding: usize, now: Timestamp) -> Self {
+        let ready = podutil::is_ready(pod);
+        Self {
+            scheduled: node_name(pod).is_some(),
+            phase: phase_order(pod),
+            ready,
+            cost: deletion_cost(pod),
+            crowding: Reverse(crowding),
+            ready_age: if ready {
+                age_bucket(podutil::ready_since(pod), now)
+            } else {
+                0
+            },
+            restarts: Reverse(max_restarts(pod)),
+            age: age_bucket(pod.metadata.creation_timestamp.as_ref().map(|t| t.0), now),
+            uid: uid(pod),
+        }
+    }
 }
 
 fn uid(pod: &Pod) -> &str {
@@ -113,22 +126,17 @@ fn max_restarts(pod: &Pod) -> i32 {
         .unwrap_or(0)
 }
 
-/// Orders two distinct times newest first, in power-of-two buckets of their age at `now`, so
-/// that pods of about the same age count as equal (upstream's `logarithmicRankDiff`); a missing
-/// time counts as newest.
-fn newer_first(a: Option<Timestamp>, b: Option<Timestamp>, now: Timestamp) -> Ordering {
-    let (Some(a), Some(b)) = (a, b) else {
-        return b.is_some().cmp(&a.is_some());
-    };
-    let bucket = |t: Timestamp| {
-        let age = now.duration_since(t).as_nanos();
-        if age > 0 {
-            (age as f64).log2() as i64
-        } else {
-            -1
-        }
-    };
-    bucket(a).cmp(&bucket(b))
+/// The power-of-two bucket of a time's age at `now`, so that pods of about the same age count
+/// as equal (upstream's `logarithmicRankDiff`); a time not yet passed is -1 and a missing one
+/// -2, the newest.
+fn age_bucket(time: Option<Timestamp>, now: Timestamp) -> i64 {
+    let Some(time) = time else { return -2 };
+    let age = now.duration_since(time).as_nanos();
+    if age > 0 {
+        (age as f64).log2() as i64
+    } else {
+        -1
+    }
 }
 
 #[cfg(test)]

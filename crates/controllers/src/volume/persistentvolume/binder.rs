@@ -317,19 +317,29 @@ pub fn find_best_match<'a>(
     delay_binding: bool,
 ) -> Option<&'a Arc<PersistentVolume>> {
     let wanted = access_modes(claim.spec.as_ref().and_then(|s| s.access_modes.as_ref()));
-    fn modes_of(volume: &PersistentVolume) -> BTreeSet<&str> {
-        access_modes(volume.spec.as_ref().and_then(|s| s.access_modes.as_ref()))
-    }
-    let mut groups: Vec<BTreeSet<&str>> = volumes
+    // Claims of delaying classes only take volumes pre-bound to them, so the others need no
+    // look (which keeps a sync cheap among thousands of volumes).
+    let candidates: Vec<(BTreeSet<&str>, &Arc<PersistentVolume>)> = volumes
         .iter()
-        .map(|v| modes_of(v))
-        .filter(|modes| wanted.is_subset(modes))
+        .filter(|v| !delay_binding || is_volume_bound_to_claim(v, claim))
+        .map(|v| {
+            let modes = v.spec.as_ref().and_then(|s| s.access_modes.as_ref());
+            (access_modes(modes), v)
+        })
+        .filter(|(modes, _)| wanted.is_subset(modes))
+        .collect();
+    let mut groups: Vec<&BTreeSet<&str>> = candidates
+        .iter()
+        .map(|(modes, _)| modes)
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    groups.sort_by_key(BTreeSet::len);
-    groups.iter().find_map(|group| {
-        let members = volumes.iter().filter(|v| &modes_of(v) == group);
+    groups.sort_by_key(|modes| modes.len());
+    groups.into_iter().find_map(|group| {
+        let members = candidates
+            .iter()
+            .filter(|(modes, _)| modes == group)
+            .map(|(_, volume)| *volume);
         find_matching_volume(claim, members, delay_binding)
     })
 }

@@ -130,47 +130,63 @@ mod tests {
     fn labels() -> BTreeMap<String, String> {
         [("zone", "a"), ("gpu", "2"), ("disk", "ssd")]
             .into_iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .map(|(k, v)| (k.into(), v.into()))
             .collect()
     }
 
-    fn term(value: serde_json::Value) -> NodeSelectorTerm {
-        serde_json::from_value(value).unwrap()
-    }
-
     #[test]
-    fn terms_match_as_upstream() {
+    fn terms() {
         let cases = [
             (
                 json!({"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a", "b"]}]}),
                 true,
             ),
             (
-                json!({"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["a"]}]}),
+                json!({"matchExpressions": [{"key": "zone", "operator": "In", "values": ["b"]}]}),
                 false,
             ),
             (
-                json!({"matchExpressions": [{"key": "absent", "operator": "NotIn", "values": ["a"]}]}),
+                json!({"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["b"]}]}),
                 true,
             ),
             (
-                json!({"matchExpressions": [{"key": "disk", "operator": "Exists"}]}),
+                json!({"matchExpressions": [{"key": "missing", "operator": "NotIn", "values": ["b"]}]}),
                 true,
             ),
             (
-                json!({"matchExpressions": [{"key": "disk", "operator": "DoesNotExist"}]}),
+                json!({"matchExpressions": [{"key": "zone", "operator": "Exists"}]}),
+                true,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "zone", "operator": "DoesNotExist"}]}),
                 false,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "missing", "operator": "DoesNotExist"}]}),
+                true,
             ),
             (
                 json!({"matchExpressions": [{"key": "gpu", "operator": "Gt", "values": ["1"]}]}),
                 true,
             ),
             (
-                json!({"matchExpressions": [{"key": "gpu", "operator": "Lt", "values": ["1"]}]}),
+                json!({"matchExpressions": [{"key": "gpu", "operator": "Gt", "values": ["2"]}]}),
                 false,
             ),
             (
-                json!({"matchExpressions": [{"key": "zone", "operator": "Gt", "values": ["1"]}]}),
+                json!({"matchExpressions": [{"key": "gpu", "operator": "Lt", "values": ["3"]}]}),
+                true,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "disk", "operator": "Lt", "values": ["3"]}]}),
+                false,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "gpu", "operator": "Gt", "values": ["1", "0"]}]}),
+                false,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}, {"key": "disk", "operator": "In", "values": ["hdd"]}]}),
                 false,
             ),
             (
@@ -178,8 +194,12 @@ mod tests {
                 true,
             ),
             (
-                json!({"matchFields": [{"key": "metadata.name", "operator": "NotIn", "values": ["node-1"]}]}),
+                json!({"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["node-2"]}]}),
                 false,
+            ),
+            (
+                json!({"matchFields": [{"key": "metadata.name", "operator": "NotIn", "values": ["node-2"]}]}),
+                true,
             ),
             (
                 json!({"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["node-1", "node-2"]}]}),
@@ -187,46 +207,73 @@ mod tests {
             ),
             (json!({}), false),
         ];
-        for (value, want) in cases {
-            let got = node_selector_term_matches(&term(value.clone()), &labels(), "node-1");
-            assert_eq!(got, want, "{value}");
+        for (term, want) in cases {
+            let parsed: NodeSelectorTerm = serde_json::from_value(term.clone()).unwrap();
+            assert_eq!(
+                node_selector_term_matches(&parsed, &labels(), "node-1"),
+                want,
+                "{term}"
+            );
         }
     }
 
     #[test]
-    fn tolerations_match_as_upstream() {
+    fn tolerations() {
         let taint = |key: &str, value: Option<&str>, effect: &str| Taint {
             key: key.into(),
             value: value.map(Into::into),
             effect: effect.into(),
             time_added: None,
         };
-        let toleration =
-            |value: serde_json::Value| -> Toleration { serde_json::from_value(value).unwrap() };
-        let gpu = taint("gpu", Some("yes"), "NoSchedule");
-        assert!(tolerates(
-            &toleration(json!({"key": "gpu", "value": "yes"})),
-            &gpu
-        ));
-        assert!(!tolerates(
-            &toleration(json!({"key": "gpu", "value": "no"})),
-            &gpu
-        ));
-        assert!(tolerates(
-            &toleration(json!({"key": "gpu", "operator": "Exists"})),
-            &gpu
-        ));
-        assert!(tolerates(&toleration(json!({"operator": "Exists"})), &gpu));
-        assert!(!tolerates(
-            &toleration(json!({"operator": "Exists", "effect": "NoExecute"})),
-            &gpu
-        ));
-        let taints = [gpu.clone(), taint("dedicated", None, "NoExecute")];
-        let tolerations = [toleration(json!({"key": "gpu", "operator": "Exists"}))];
+        let tol = |v: serde_json::Value| -> Toleration { serde_json::from_value(v).unwrap() };
+        let cases = [
+            (
+                tol(json!({"key": "k", "value": "v", "effect": "NoSchedule"})),
+                taint("k", Some("v"), "NoSchedule"),
+                true,
+            ),
+            (
+                tol(json!({"key": "k", "operator": "Equal", "value": "v"})),
+                taint("k", Some("v"), "NoExecute"),
+                true,
+            ),
+            (
+                tol(json!({"key": "k", "value": "w"})),
+                taint("k", Some("v"), "NoSchedule"),
+                false,
+            ),
+            (
+                tol(json!({"key": "k", "operator": "Exists", "effect": "NoExecute"})),
+                taint("k", Some("v"), "NoSchedule"),
+                false,
+            ),
+            (
+                tol(json!({"key": "k", "operator": "Exists"})),
+                taint("k", None, "NoSchedule"),
+                true,
+            ),
+            (
+                tol(json!({"operator": "Exists"})),
+                taint("anything", Some("v"), "NoExecute"),
+                true,
+            ),
+            (
+                tol(json!({"key": "k"})),
+                taint("k", None, "NoSchedule"),
+                true,
+            ),
+        ];
+        for (t, taint, want) in &cases {
+            assert_eq!(tolerates(t, taint), *want, "{t:?} {taint:?}");
+        }
+        let taints = [
+            taint("gpu", None, "NoSchedule"),
+            taint("dedicated", None, "NoExecute"),
+        ];
+        let tolerations = [tol(json!({"key": "gpu", "operator": "Exists"}))];
         let untolerated = find_untolerated_taint(&taints, &tolerations, |_| true);
         assert_eq!(untolerated.map(|t| t.key.as_str()), Some("dedicated"));
-        assert!(
-            find_untolerated_taint(&taints, &tolerations, |t| t.effect == "NoSchedule").is_none()
-        );
+        let no_schedule = |t: &Taint| t.effect == "NoSchedule";
+        assert!(find_untolerated_taint(&taints, &tolerations, no_schedule).is_none());
     }
 }

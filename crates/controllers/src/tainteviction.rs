@@ -15,6 +15,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::json;
+use skiff_api::scheduling::tolerates;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -135,24 +136,6 @@ fn no_execute_taints(node: &Node) -> Vec<Taint> {
         .filter(|t| t.effect == "NoExecute")
         .cloned()
         .collect()
-}
-
-/// Whether `toleration` tolerates `taint` (upstream's `Toleration.ToleratesTaint`).
-fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
-    let empty_or = |field: &Option<String>, value: &str| {
-        field.as_deref().is_none_or(|f| f.is_empty() || f == value)
-    };
-    if !empty_or(&toleration.effect, &taint.effect) || !empty_or(&toleration.key, &taint.key) {
-        return false;
-    }
-    match toleration.operator.as_deref().unwrap_or_default() {
-        "" | "Equal" => {
-            toleration.value.as_deref().unwrap_or_default()
-                == taint.value.as_deref().unwrap_or_default()
-        }
-        "Exists" => true,
-        _ => false,
-    }
 }
 
 /// The toleration used for each taint, or `None` if some taint is not tolerated (upstream's
@@ -427,41 +410,6 @@ mod tests {
             effect: "NoExecute".into(),
             ..Default::default()
         }
-    }
-
-    #[test]
-    fn tolerations_match_as_upstream() {
-        assert!(tolerates(
-            &toleration(
-                "node.kubernetes.io/unreachable",
-                "Exists",
-                "NoExecute",
-                None
-            ),
-            &unreachable()
-        ));
-        assert!(
-            tolerates(&toleration("", "Exists", "", None), &unreachable()),
-            "an empty key with Exists tolerates everything"
-        );
-        assert!(!tolerates(
-            &toleration(
-                "node.kubernetes.io/unreachable",
-                "Exists",
-                "NoSchedule",
-                None
-            ),
-            &unreachable()
-        ));
-        assert!(tolerates(
-            &toleration("node.kubernetes.io/unreachable", "Equal", "", None),
-            &unreachable()
-        ));
-        let with_value = Toleration {
-            value: Some("x".into()),
-            ..toleration("node.kubernetes.io/unreachable", "Equal", "", None)
-        };
-        assert!(!tolerates(&with_value, &unreachable()));
     }
 
     #[test]

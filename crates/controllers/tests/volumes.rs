@@ -328,3 +328,53 @@ async fn a_class_that_does_not_exist_is_reported() {
         Some("Pending")
     );
 }
+
+#[tokio::test]
+async fn a_claim_naming_its_volume_binds_it_and_is_lost_without_it() {
+    let (client, _) = start().await;
+    let volumes: Api<PersistentVolume> = Api::all(client.clone());
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), "default");
+    let volume: PersistentVolume = serde_json::from_value(json!({
+        "metadata": {"name": "chosen"},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "hostPath": {"path": "/data/chosen"}}
+    }))
+    .unwrap();
+    volumes
+        .create(&PostParams::default(), &volume)
+        .await
+        .unwrap();
+    claims
+        .create(
+            &PostParams::default(),
+            &claim(
+                "picky",
+                json!({"storageClassName": "", "volumeName": "chosen"}),
+            ),
+        )
+        .await
+        .unwrap();
+    let bound = wait_for_claim_phase(&claims, "picky", "Bound").await;
+    // The user chose the volume: only bind-completed is added to the claim.
+    assert_eq!(
+        serde_json::to_value(bound.metadata.annotations.as_ref().unwrap()).unwrap(),
+        json!({"pv.kubernetes.io/bind-completed": "yes"})
+    );
+    let volume = wait_for_volume_phase(&volumes, "chosen", "Bound").await;
+    assert_eq!(
+        volume.annotations()["pv.kubernetes.io/bound-by-controller"],
+        "yes"
+    );
+
+    // The volume goes away under the claim: Lost, said once.
+    volumes
+        .delete("chosen", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for_claim_phase(&claims, "picky", "Lost").await;
+    let lost = wait_for_event(&client, "picky", "ClaimLost").await;
+    assert_eq!(
+        lost.message.as_deref(),
+        Some("Bound claim has lost its PersistentVolume. Data on the volume is lost!")
+    );
+    assert_eq!(lost.type_.as_deref(), Some("Warning"));
+}

@@ -15,6 +15,7 @@ pub mod expectations;
 pub mod garbagecollector;
 pub mod hash;
 pub mod history;
+pub mod informer;
 pub mod intstr;
 pub mod namespace;
 pub mod nodelifecycle;

@@ -19,9 +19,8 @@ use crate::history::{self, HistoryError, REVISION_HASH_LABEL};
 use crate::podevents::{PodEvents, PodOwners, selecting_owners};
 use crate::slowstart::slow_start_batch;
 use crate::workqueue::{WorkQueue, key_of};
-use crate::{apierror, intstr, podutil, statuswriter};
+use crate::{apierror, informer, intstr, podutil, statuswriter};
 use eligibility::Placement;
-use futures::StreamExt;
 use futures::future::join_all;
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
@@ -29,7 +28,7 @@ use k8s_openapi::api::core::v1::{Node, Pod, PodTemplateSpec, Taint};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use manage::{FailedPodBackoff, PodsByNode};
 use skiff_api::selector::LabelSelector;
@@ -65,62 +64,36 @@ pub async fn run(client: Client) {
         failed_pod_backoff: Mutex::new(FailedPodBackoff::default()),
     });
     let c = controller.clone();
-    tokio::spawn(
-        watcher(
-            Api::<DaemonSet>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .default_backoff()
-        .reflect(ds_writer)
-        .for_each(move |event| {
-            c.daemon_set_event(event);
-            futures::future::ready(())
-        }),
+    informer::spawn(
+        Api::all(client.clone()),
+        ds_writer,
+        informer::keep_all,
+        move |event| c.daemon_set_event(event),
     );
     let c = controller.clone();
-    tokio::spawn(
-        watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
-            .default_backoff()
-            .modify(slim_node)
-            .reflect(node_writer)
-            .for_each(move |event| {
-                c.node_event(event);
-                futures::future::ready(())
-            }),
+    informer::spawn(
+        Api::all(client.clone()),
+        node_writer,
+        slim_node,
+        move |event| c.node_event(event),
     );
     let c = controller.clone();
-    tokio::spawn(
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
-            .default_backoff()
-            .modify(slim_pod)
-            .reflect(pod_writer)
-            .for_each(move |event| {
-                match event {
-                    Ok(event) => c.pod_events.handle(&event, &*c, &c.expectations, &c.queue),
-                    Err(err) => tracing::warn!(%err, "pod watch failed"),
-                }
-                futures::future::ready(())
-            }),
+    informer::spawn(
+        Api::all(client.clone()),
+        pod_writer,
+        slim_pod,
+        move |event| c.pod_events.handle(&event, &*c, &c.expectations, &c.queue),
     );
-    tokio::spawn(
-        watcher(
-            Api::<ControllerRevision>::all(client),
-            watcher::Config::default(),
-        )
-        .default_backoff()
-        .reflect(revision_writer)
-        .for_each(|_| futures::future::ready(())),
+    informer::spawn(
+        Api::all(client),
+        revision_writer,
+        informer::keep_all,
+        informer::ignore,
     );
-    let stores_ready = (
-        controller.daemon_sets.wait_until_ready().await,
-        controller.nodes.wait_until_ready().await,
-        controller.pods.wait_until_ready().await,
-        controller.revisions.wait_until_ready().await,
-    );
-    if stores_ready.0.is_err()
-        || stores_ready.1.is_err()
-        || stores_ready.2.is_err()
-        || stores_ready.3.is_err()
+    if !(informer::synced(&controller.daemon_sets).await
+        && informer::synced(&controller.nodes).await
+        && informer::synced(&controller.pods).await
+        && informer::synced(&controller.revisions).await)
     {
         return;
     }
@@ -201,26 +174,25 @@ impl PodOwners for Controller {
 }
 
 impl Controller {
-    fn daemon_set_event(&self, event: Result<watcher::Event<DaemonSet>, watcher::Error>) {
+    fn daemon_set_event(&self, event: watcher::Event<DaemonSet>) {
         match event {
-            Ok(watcher::Event::Apply(ds)) => self.queue.add(key_of(&ds.metadata)),
-            Ok(watcher::Event::Delete(ds)) => {
+            watcher::Event::Apply(ds) => self.queue.add(key_of(&ds.metadata)),
+            watcher::Event::Delete(ds) => {
                 let key = key_of(&ds.metadata);
                 self.expectations.forget(&key);
                 self.queue.add(key);
             }
             // The store holds the relisted objects only once the relist is done.
-            Ok(watcher::Event::InitDone) => self.queue_all(),
-            Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
-            Err(err) => tracing::warn!(%err, "daemon set watch failed"),
+            watcher::Event::InitDone => self.queue_all(),
+            watcher::Event::Init | watcher::Event::InitApply(_) => {}
         }
     }
 
     /// Wakes every DaemonSet when a node appears, goes, or changes its labels or taints.
-    fn node_event(&self, event: Result<watcher::Event<Node>, watcher::Error>) {
+    fn node_event(&self, event: watcher::Event<Node>) {
         let mut facts = self.node_facts.lock().unwrap_or_else(|e| e.into_inner());
         match event {
-            Ok(watcher::Event::Apply(node)) => {
+            watcher::Event::Apply(node) => {
                 let now = (
                     node.metadata.labels.clone(),
                     node.spec.as_ref().and_then(|s| s.taints.clone()),
@@ -229,11 +201,11 @@ impl Controller {
                     self.queue_all();
                 }
             }
-            Ok(watcher::Event::Delete(node)) => {
+            watcher::Event::Delete(node) => {
                 facts.remove(&node.name_any());
                 self.queue_all();
             }
-            Ok(watcher::Event::InitDone) => {
+            watcher::Event::InitDone => {
                 facts.clear();
                 for node in self.nodes.state() {
                     let now = (
@@ -244,8 +216,7 @@ impl Controller {
                 }
                 self.queue_all();
             }
-            Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
-            Err(err) => tracing::warn!(%err, "node watch failed"),
+            watcher::Event::Init | watcher::Event::InitApply(_) => {}
         }
     }
 

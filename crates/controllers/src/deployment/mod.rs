@@ -25,17 +25,16 @@ use crate::controller_ref::{
     ControllerRefManager, controller_of, owner_reference, plan_claims, resolve_controller,
 };
 use crate::events::{self, EventRecorder};
-use crate::podutil;
 use crate::workqueue::{WorkQueue, key_of};
+use crate::{informer, podutil};
 use anyhow::Context as _;
-use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use skiff_api::selector::LabelSelector;
 use std::collections::{HashMap, HashSet};
@@ -53,63 +52,58 @@ pub async fn run(client: Client) {
     let (pods, pod_writer) = reflector::store::<Pod>();
     let queue = WorkQueue::<String>::new();
 
-    let deployment_queue = queue.clone();
-    tokio::spawn(
-        watcher(
-            Api::<Deployment>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .default_backoff()
-        .reflect(deployment_writer)
-        .touched_objects()
-        .for_each(move |deployment| {
-            if let Ok(deployment) = deployment {
-                deployment_queue.add(key_of(&deployment.metadata));
+    let (deployment_queue, all_deployments) = (queue.clone(), deployments.clone());
+    informer::spawn(
+        Api::all(client.clone()),
+        deployment_writer,
+        informer::keep_all,
+        move |event| match event {
+            watcher::Event::Apply(d) | watcher::Event::Delete(d) => {
+                deployment_queue.add(key_of(&d.metadata))
             }
-            async {}
-        }),
+            // The store holds the relisted objects only once the relist is done.
+            watcher::Event::InitDone => {
+                for d in all_deployments.state() {
+                    deployment_queue.add(key_of(&d.metadata));
+                }
+            }
+            watcher::Event::Init | watcher::Event::InitApply(_) => {}
+        },
     );
     let (rs_queue, rs_deployments) = (queue.clone(), deployments.clone());
-    tokio::spawn(
-        watcher(
-            Api::<ReplicaSet>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .default_backoff()
-        .reflect(replica_set_writer)
-        .touched_objects()
-        .for_each(move |rs| {
-            if let Ok(rs) = rs {
+    informer::spawn(
+        Api::all(client.clone()),
+        replica_set_writer,
+        informer::keep_all,
+        move |event| {
+            if let watcher::Event::Apply(rs) | watcher::Event::Delete(rs) = event {
                 for key in deployments_for_replica_set(&rs, &rs_deployments) {
                     rs_queue.add(key);
                 }
             }
-            async {}
-        }),
+        },
     );
     let (pod_queue, pod_deployments, pod_replica_sets) =
         (queue.clone(), deployments.clone(), replica_sets.clone());
-    tokio::spawn(
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
-            .default_backoff()
-            .modify(slim_pod)
-            .reflect(pod_writer)
-            .for_each(move |event| {
-                // Only Recreate waits for pods: the last old pod going lets it proceed
-                // (upstream's `deletePod`).
-                if let Ok(watcher::Event::Delete(pod)) = event
-                    && let Some(rs) = resolve_controller(&pod_replica_sets, &pod.metadata)
-                    && let Some(d) = resolve_controller(&pod_deployments, &rs.metadata)
-                    && !util::is_rolling_update(&d)
-                {
-                    pod_queue.add(key_of(&d.metadata));
-                }
-                async {}
-            }),
+    informer::spawn(
+        Api::all(client.clone()),
+        pod_writer,
+        slim_pod,
+        move |event| {
+            // Only Recreate waits for pods: the last old pod going lets it proceed
+            // (upstream's `deletePod`).
+            if let watcher::Event::Delete(pod) = event
+                && let Some(rs) = resolve_controller(&pod_replica_sets, &pod.metadata)
+                && let Some(d) = resolve_controller(&pod_deployments, &rs.metadata)
+                && !util::is_rolling_update(&d)
+            {
+                pod_queue.add(key_of(&d.metadata));
+            }
+        },
     );
-    if deployments.wait_until_ready().await.is_err()
-        || replica_sets.wait_until_ready().await.is_err()
-        || pods.wait_until_ready().await.is_err()
+    if !(informer::synced(&deployments).await
+        && informer::synced(&replica_sets).await
+        && informer::synced(&pods).await)
     {
         return;
     }

@@ -16,8 +16,7 @@ use crate::podevents::{PodEvents, PodOwners, selecting_owners};
 use crate::slowstart::slow_start_batch;
 use crate::workqueue::WorkQueue;
 use crate::workqueue::key_of;
-use crate::{apierror, podutil, statuswriter};
-use futures::StreamExt;
+use crate::{apierror, informer, podutil, statuswriter};
 use futures::future::join_all;
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::ReplicaSet;
@@ -25,7 +24,7 @@ use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodCondition, PodSpec, Po
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use skiff_api::selector::LabelSelector;
 use status::ManageError;
@@ -54,34 +53,19 @@ pub async fn run(client: Client) {
         pod_events: PodEvents::default(),
     });
     let c = controller.clone();
-    tokio::spawn(
-        watcher(
-            Api::<ReplicaSet>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .default_backoff()
-        .reflect(rs_writer)
-        .for_each(move |event| {
-            c.replica_set_event(event);
-            futures::future::ready(())
-        }),
+    informer::spawn(
+        Api::all(client.clone()),
+        rs_writer,
+        informer::keep_all,
+        move |event| c.replica_set_event(event),
     );
     let c = controller.clone();
-    tokio::spawn(
-        watcher(Api::<Pod>::all(client), watcher::Config::default())
-            .default_backoff()
-            .modify(slim_pod)
-            .reflect(pod_writer)
-            .for_each(move |event| {
-                c.pod_event(event);
-                futures::future::ready(())
-            }),
-    );
-    let ready = (
-        controller.replica_sets.wait_until_ready().await,
-        controller.pods.wait_until_ready().await,
-    );
-    if ready.0.is_err() || ready.1.is_err() {
+    informer::spawn(Api::all(client), pod_writer, slim_pod, move |event| {
+        c.pod_events.handle(&event, &*c, &c.expectations, &c.queue)
+    });
+    if !(informer::synced(&controller.replica_sets).await
+        && informer::synced(&controller.pods).await)
+    {
         return;
     }
     let queue = controller.queue.clone();
@@ -153,31 +137,21 @@ struct Controller {
 }
 
 impl Controller {
-    fn replica_set_event(&self, event: Result<watcher::Event<ReplicaSet>, watcher::Error>) {
+    fn replica_set_event(&self, event: watcher::Event<ReplicaSet>) {
         match event {
-            Ok(watcher::Event::Apply(rs)) => self.queue.add(key_of(&rs.metadata)),
-            Ok(watcher::Event::Delete(rs)) => {
+            watcher::Event::Apply(rs) => self.queue.add(key_of(&rs.metadata)),
+            watcher::Event::Delete(rs) => {
                 let key = key_of(&rs.metadata);
                 self.expectations.forget(&key);
                 self.queue.add(key);
             }
             // The store holds the relisted objects only once the relist is done.
-            Ok(watcher::Event::InitDone) => {
+            watcher::Event::InitDone => {
                 for rs in self.replica_sets.state() {
                     self.queue.add(key_of(&rs.metadata));
                 }
             }
-            Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
-            Err(err) => tracing::warn!(%err, "replica set watch failed"),
-        }
-    }
-
-    fn pod_event(&self, event: Result<watcher::Event<Pod>, watcher::Error>) {
-        match event {
-            Ok(event) => self
-                .pod_events
-                .handle(&event, self, &self.expectations, &self.queue),
-            Err(err) => tracing::warn!(%err, "pod watch failed"),
+            watcher::Event::Init | watcher::Event::InitApply(_) => {}
         }
     }
 }

@@ -15,16 +15,15 @@ use crate::expectations::Expectations;
 use crate::history::{self, HistoryError};
 use crate::podevents::{PodEvents, PodOwners, selecting_owners};
 use crate::workqueue::{WorkQueue, key_of};
-use crate::{apierror, statuswriter};
+use crate::{apierror, informer, statuswriter};
 use control::{Action, Revisions};
-use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use skiff_api::selector::LabelSelector;
@@ -55,67 +54,46 @@ pub async fn run(client: Client) {
         no_expectations: Expectations::new(),
     });
     let c = controller.clone();
-    tokio::spawn(
-        watcher(
-            Api::<StatefulSet>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .default_backoff()
-        .reflect(set_writer)
-        .for_each(move |event| {
-            match event {
-                Ok(watcher::Event::Apply(set) | watcher::Event::Delete(set)) => {
-                    c.queue.add(key_of(&set.metadata))
-                }
-                // The store holds the relisted objects only once the relist is done.
-                Ok(watcher::Event::InitDone) => c.queue_all(),
-                Ok(_) => {}
-                Err(err) => tracing::warn!(%err, "stateful set watch failed"),
+    informer::spawn(
+        Api::all(client.clone()),
+        set_writer,
+        informer::keep_all,
+        move |event| match event {
+            watcher::Event::Apply(set) | watcher::Event::Delete(set) => {
+                c.queue.add(key_of(&set.metadata))
             }
-            futures::future::ready(())
-        }),
+            // The store holds the relisted objects only once the relist is done.
+            watcher::Event::InitDone => c.queue_all(),
+            watcher::Event::Init | watcher::Event::InitApply(_) => {}
+        },
     );
     let c = controller.clone();
-    tokio::spawn(
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
-            .default_backoff()
-            .modify(slim_pod)
-            .reflect(pod_writer)
-            .for_each(move |event| {
-                match event {
-                    Ok(event) => c
-                        .pod_events
-                        .handle(&event, &*c, &c.no_expectations, &c.queue),
-                    Err(err) => tracing::warn!(%err, "pod watch failed"),
-                }
-                futures::future::ready(())
-            }),
+    informer::spawn(
+        Api::all(client.clone()),
+        pod_writer,
+        slim_pod,
+        move |event| {
+            c.pod_events
+                .handle(&event, &*c, &c.no_expectations, &c.queue)
+        },
     );
-    tokio::spawn(
-        watcher(
-            Api::<PersistentVolumeClaim>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .default_backoff()
-        .reflect(claim_writer)
-        .for_each(|_| futures::future::ready(())),
+    informer::spawn(
+        Api::all(client.clone()),
+        claim_writer,
+        informer::keep_all,
+        informer::ignore,
     );
-    tokio::spawn(
-        watcher(
-            Api::<ControllerRevision>::all(client),
-            watcher::Config::default(),
-        )
-        .default_backoff()
-        .reflect(revision_writer)
-        .for_each(|_| futures::future::ready(())),
+    informer::spawn(
+        Api::all(client),
+        revision_writer,
+        informer::keep_all,
+        informer::ignore,
     );
-    let ready = (
-        controller.sets.wait_until_ready().await,
-        controller.pods.wait_until_ready().await,
-        controller.claims.wait_until_ready().await,
-        controller.revisions.wait_until_ready().await,
-    );
-    if ready.0.is_err() || ready.1.is_err() || ready.2.is_err() || ready.3.is_err() {
+    if !(informer::synced(&controller.sets).await
+        && informer::synced(&controller.pods).await
+        && informer::synced(&controller.claims).await
+        && informer::synced(&controller.revisions).await)
+    {
         return;
     }
     let queue = controller.queue.clone();

@@ -416,6 +416,11 @@ pub fn set_from_replica_set(deployment: &mut Deployment, rs: &ReplicaSet) {
 /// How many replicas the new ReplicaSet should have now (upstream's `NewRSNewReplicas`): for
 /// RollingUpdate, as many more as the surge allows without exceeding `spec.replicas`; for
 /// Recreate, all of them.
+///
+/// Unlike upstream, each ReplicaSet counts with the larger of its `spec.replicas` and the pods
+/// it still has (`status.replicas`): an old ReplicaSet just scaled down may not have deleted
+/// its pods yet, and counting only its spec would let new pods start before the old ones go,
+/// briefly exceeding `replicas + maxSurge`.
 pub fn new_rs_new_replicas<'a>(
     deployment: &Deployment,
     all: impl IntoIterator<Item = &'a ReplicaSet>,
@@ -425,7 +430,10 @@ pub fn new_rs_new_replicas<'a>(
     if !is_rolling_update(deployment) {
         return desired;
     }
-    let current = total_replicas(all);
+    let current: i32 = all
+        .into_iter()
+        .map(|rs| rs_replicas(rs).max(rs_actual(rs)))
+        .sum();
     let max_total = desired + max_surge(deployment);
     let new_replicas = rs_replicas(new);
     if current >= max_total {

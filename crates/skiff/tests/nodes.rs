@@ -448,23 +448,26 @@ fn cordon_uncordon_and_taint_commands() {
 #[test]
 fn drain_evicts_pods_and_cordons_the_node() {
     let server = three_sim_nodes();
-    // A DaemonSet whose own pods would go nowhere, and a pod it "owns" on sim-0001.
+    // A DaemonSet that runs on sim-0001 only; drain leaves its pod alone.
     apply(
         &server,
-        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: agent\nspec:\n  selector:\n    matchLabels:\n      app: agent\n  template:\n    metadata:\n      labels:\n        app: agent\n    spec:\n      nodeSelector:\n        skiff.dev/no-such-node: \"true\"\n      containers:\n      - name: agent\n        image: busybox\n",
+        "apiVersion: apps/v1\nkind: DaemonSet\nmetadata:\n  name: agent\nspec:\n  selector:\n    matchLabels:\n      app: agent\n  template:\n    metadata:\n      labels:\n        app: agent\n    spec:\n      nodeSelector:\n        kubernetes.io/hostname: sim-0001\n      containers:\n      - name: agent\n        image: busybox\n",
         "daemonset.apps/agent created",
     );
-    let uid = server.ok(&["get", "ds", "agent", "-o", "jsonpath={.metadata.uid}"]);
-    apply(
-        &server,
-        &format!(
-            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: agent-on-one\n  labels:\n    app: agent\n  ownerReferences:\n  - apiVersion: apps/v1\n    kind: DaemonSet\n    name: agent\n    uid: {uid}\n    controller: true\n    blockOwnerDeletion: true\nspec:\n  nodeName: sim-0001\n  containers:\n  - name: agent\n    image: busybox\n"
-        ),
-        "pod/agent-on-one created",
-    );
+    let daemon_pod = wait_until("the daemon pod", SETTLE, || {
+        let name = server.ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=agent",
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ]);
+        if name.is_empty() { Err(name) } else { Ok(name) }
+    });
     create_pod(&server, "bare", "  nodeName: sim-0001\n");
     create_pod(&server, "elsewhere", "  nodeName: sim-0002\n");
-    wait_running_on(&server, "agent-on-one", "sim-0001");
+    wait_running_on(&server, &daemon_pod, "sim-0001");
     wait_running_on(&server, "bare", "sim-0001");
     wait_running_on(&server, "elsewhere", "sim-0002");
 
@@ -499,7 +502,7 @@ fn drain_evicts_pods_and_cordons_the_node() {
         warnings,
         [
             "deleting Pods that declare no controller: default/bare",
-            "ignoring DaemonSet-managed Pods: default/agent-on-one"
+            format!("ignoring DaemonSet-managed Pods: default/{daemon_pod}").as_str()
         ]
     );
     assert_eq!(node_status(&server, "sim-0001"), "Ready,SchedulingDisabled");
@@ -509,9 +512,18 @@ fn drain_evicts_pods_and_cordons_the_node() {
         "-o",
         "custom-columns=NAME:.metadata.name,NODE:.spec.nodeName,STATUS:.status.phase",
     ]);
+    let rows: Vec<Vec<&str>> = remaining
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
     assert_eq!(
-        remaining,
-        "NAME           NODE       STATUS\nagent-on-one   sim-0001   Running\nelsewhere      sim-0002   Running\n"
+        rows,
+        [
+            vec![daemon_pod.as_str(), "sim-0001", "Running"],
+            vec!["elsewhere", "sim-0002", "Running"]
+        ],
+        "{remaining}"
     );
 }
 

@@ -8,7 +8,8 @@ use clap::{Parser, Subcommand};
 
 /// mimalloc: the control plane allocates many small, short-lived JSON values from many
 /// threads, where glibc's allocator spent a fifth of the CPU time (measured with
-/// `perf record` on `skiff bench scheduler`).
+/// `perf record` on `skiff bench scheduler`). Built with its `no_thp` feature: mimalloc does
+/// not ask for transparent huge pages, whose freed parts would stay resident (ADR 8).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

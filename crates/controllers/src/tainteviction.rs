@@ -17,6 +17,7 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 use skiff_api::scheduling::tolerates;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
@@ -35,7 +36,30 @@ type PodKey = (String, String);
 #[derive(Clone, PartialEq)]
 struct PodInfo {
     node: String,
-    tolerations: Vec<Toleration>,
+    tolerations: Arc<[Toleration]>,
+}
+
+/// Toleration lists shared between pods: nearly every pod carries the same defaults
+/// (not-ready and unreachable for 300 s, added at admission), so one copy serves them all
+/// instead of one per pod.
+#[derive(Default)]
+struct SharedTolerations(Vec<Arc<[Toleration]>>);
+
+impl SharedTolerations {
+    /// The most distinct lists kept for sharing; a list seen after that is held by its pod alone.
+    const CAPACITY: usize = 64;
+
+    /// The shared copy of `tolerations`.
+    fn share(&mut self, tolerations: &[Toleration]) -> Arc<[Toleration]> {
+        if let Some(list) = self.0.iter().find(|list| list[..] == *tolerations) {
+            return list.clone();
+        }
+        let list: Arc<[Toleration]> = tolerations.into();
+        if self.0.len() < Self::CAPACITY {
+            self.0.push(list.clone());
+        }
+        list
+    }
 }
 
 /// A pod's deletion (upstream's `TimedWorker`).
@@ -59,6 +83,7 @@ pub async fn run(client: Client) {
         client: client.clone(),
         tainted_nodes: HashMap::new(),
         pods: HashMap::new(),
+        shared_tolerations: SharedTolerations::default(),
         pods_by_node: HashMap::new(),
         evictions: HashMap::new(),
         next_id: 0,
@@ -94,12 +119,16 @@ pub async fn run(client: Client) {
             },
             Some((key, id, succeeded)) = finished.recv() => controller.eviction_finished(key, id, succeeded),
             Some(event) = pods.next() => match event {
-                Ok(watcher::Event::Apply(pod)) => controller.pod_updated(pod_key(&pod), pod_info(&pod)),
+                Ok(watcher::Event::Apply(pod)) => {
+                    let info = controller.pod_info(&pod);
+                    controller.pod_updated(pod_key(&pod), Some(info));
+                }
                 Ok(watcher::Event::Delete(pod)) => controller.pod_updated(pod_key(&pod), None),
                 Ok(watcher::Event::Init) => relisted_pods.clear(),
                 Ok(watcher::Event::InitApply(pod)) => {
                     relisted_pods.insert(pod_key(&pod));
-                    controller.pod_updated(pod_key(&pod), pod_info(&pod));
+                    let info = controller.pod_info(&pod);
+                    controller.pod_updated(pod_key(&pod), Some(info));
                 }
                 Ok(watcher::Event::InitDone) => {
                     let gone: Vec<PodKey> = controller.pods.keys().filter(|k| !relisted_pods.contains(*k)).cloned().collect();
@@ -115,14 +144,6 @@ pub async fn run(client: Client) {
 
 fn pod_key(pod: &Pod) -> PodKey {
     (pod.namespace().unwrap_or_default(), pod.name_any())
-}
-
-fn pod_info(pod: &Pod) -> Option<PodInfo> {
-    let spec = pod.spec.as_ref();
-    Some(PodInfo {
-        node: spec.and_then(|s| s.node_name.clone()).unwrap_or_default(),
-        tolerations: spec.and_then(|s| s.tolerations.clone()).unwrap_or_default(),
-    })
 }
 
 fn no_execute_taints(node: &Node) -> Vec<Taint> {
@@ -176,6 +197,8 @@ struct Controller {
     /// The NoExecute taints of every node that has some.
     tainted_nodes: HashMap<String, Vec<Taint>>,
     pods: HashMap<PodKey, PodInfo>,
+    /// The toleration lists `pods` refer to.
+    shared_tolerations: SharedTolerations,
     pods_by_node: HashMap<String, HashSet<PodKey>>,
     evictions: HashMap<PodKey, Eviction>,
     next_id: u64,
@@ -184,6 +207,18 @@ struct Controller {
 }
 
 impl Controller {
+    /// What the controller keeps of `pod`.
+    fn pod_info(&mut self, pod: &Pod) -> PodInfo {
+        let spec = pod.spec.as_ref();
+        let tolerations = spec
+            .and_then(|s| s.tolerations.as_deref())
+            .unwrap_or_default();
+        PodInfo {
+            node: spec.and_then(|s| s.node_name.clone()).unwrap_or_default(),
+            tolerations: self.shared_tolerations.share(tolerations),
+        }
+    }
+
     /// Upstream's `handleNodeUpdate`, for a node that changed (`None`: was deleted).
     fn node_updated(&mut self, name: &str, node: Option<&Node>) {
         let Some(node) = node else {
@@ -459,5 +494,48 @@ mod tests {
             matching_tolerations(&[unreachable()], &only_unreachable).map(|u| u.len()),
             Some(1)
         );
+    }
+
+    #[test]
+    fn equal_toleration_lists_are_held_once() {
+        let defaults = [
+            toleration(
+                "node.kubernetes.io/not-ready",
+                "Exists",
+                "NoExecute",
+                Some(300),
+            ),
+            toleration(
+                "node.kubernetes.io/unreachable",
+                "Exists",
+                "NoExecute",
+                Some(300),
+            ),
+        ];
+        let forever = [toleration(
+            "node.kubernetes.io/unreachable",
+            "Exists",
+            "NoExecute",
+            None,
+        )];
+        let mut shared = SharedTolerations::default();
+        let first = shared.share(&defaults);
+        assert!(Arc::ptr_eq(&first, &shared.share(&defaults.clone())));
+        let other = shared.share(&forever);
+        assert!(!Arc::ptr_eq(&first, &other));
+        assert_eq!(*other, forever);
+    }
+
+    #[test]
+    fn lists_beyond_the_capacity_are_kept_unshared() {
+        let mut shared = SharedTolerations::default();
+        for seconds in 0..SharedTolerations::CAPACITY as i64 {
+            shared.share(&[toleration("k", "Exists", "NoExecute", Some(seconds))]);
+        }
+        let late = [toleration("late", "Exists", "NoExecute", None)];
+        let held = shared.share(&late);
+        assert_eq!(*held, late);
+        assert!(!Arc::ptr_eq(&held, &shared.share(&late)));
+        assert_eq!(shared.0.len(), SharedTolerations::CAPACITY);
     }
 }

@@ -13,6 +13,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod daemonset;
 mod rollout;
 
 /// `skiff bench ...`.
@@ -32,6 +33,8 @@ enum Which {
     Steady(SteadyArgs),
     /// A big Deployment created and rolled to a new image on simulated nodes.
     Rollout(rollout::RolloutArgs),
+    /// A DaemonSet on thousands of simulated nodes, created and rolled to a new image.
+    Daemonset(daemonset::DaemonSetArgs),
 }
 
 /// Options of `skiff bench steady`.
@@ -77,6 +80,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         Which::Scheduler(a) => scheduler(a).await,
         Which::Steady(a) => steady(a).await,
         Which::Rollout(a) => rollout::run(a).await,
+        Which::Daemonset(a) => daemonset::run(a).await,
     }
 }
 

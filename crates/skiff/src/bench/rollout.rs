@@ -104,7 +104,7 @@ pub async fn run(args: RolloutArgs) -> Result<()> {
 
 /// Prints a phase's wall-clock time, the CPU time the process used during it and its peak RSS
 /// so far (after each phase, so that a run that fails later still reports it).
-fn report(phase: &str, started: Instant, cpu_before: Duration) {
+pub(super) fn report(phase: &str, started: Instant, cpu_before: Duration) {
     println!(
         "{phase}: {:.1} s, CPU {:.1} s, peak RSS so far {:.0} MiB",
         started.elapsed().as_secs_f64(),
@@ -114,7 +114,7 @@ fn report(phase: &str, started: Instant, cpu_before: Duration) {
 }
 
 /// Polls `done` every 500 ms until it is true; fails after [`PHASE_TIMEOUT`].
-async fn wait_for<F, Fut>(what: &str, mut done: F) -> Result<()>
+pub(super) async fn wait_for<F, Fut>(what: &str, mut done: F) -> Result<()>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<bool>>,

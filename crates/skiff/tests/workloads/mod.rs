@@ -1,7 +1,7 @@
 //! Helpers shared by the workload-controller tests (`replicasets.rs`, `deployments.rs`,
-//! `daemonsets.rs`): pods,
-//! ReplicaSets and events read through kubectl, readiness as the controllers count it, and a
-//! kube-rs client for watches kubectl cannot check state by state.
+//! `daemonsets.rs`): pods, ReplicaSets and events read through kubectl, readiness as the
+//! controllers count it, a kube-rs client, and a pod watch that checks every state, which
+//! kubectl cannot observe.
 #![allow(dead_code)]
 
 use crate::common::{Server, wait_until};

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 mod daemonset;
 mod rollout;
+mod statefulset;
 
 /// `skiff bench ...`.
 #[derive(Args)]
@@ -35,6 +36,8 @@ enum Which {
     Rollout(rollout::RolloutArgs),
     /// A DaemonSet on thousands of simulated nodes, created and rolled to a new image.
     Daemonset(daemonset::DaemonSetArgs),
+    /// StatefulSets with a claim per pod on simulated nodes, created and rolled to a new image.
+    Statefulset(statefulset::StatefulSetArgs),
 }
 
 /// Options of `skiff bench steady`.
@@ -81,6 +84,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         Which::Steady(a) => steady(a).await,
         Which::Rollout(a) => rollout::run(a).await,
         Which::Daemonset(a) => daemonset::run(a).await,
+        Which::Statefulset(a) => statefulset::run(a).await,
     }
 }
 

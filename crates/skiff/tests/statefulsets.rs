@@ -209,7 +209,7 @@ fn wait_set_ready(server: &Server, name: &str, replicas: usize) -> Vec<Value> {
         let ready = sts_ready(server, name);
         let pods = server.get_json(&["get", "pods", "-l", &format!("app={name}")]);
         let pods = pods["items"].as_array().cloned().unwrap_or_default();
-        let seen: Vec<&str> = pods.iter().map(name).collect();
+        let seen: Vec<&str> = pods.iter().map(workloads::name).collect();
         let settled = ready == wanted
             && seen == names
             && pods
@@ -525,7 +525,7 @@ fn images(server: &Server, name: &str) -> BTreeMap<String, String> {
         .iter()
         .map(|p| {
             (
-                name(p).to_owned(),
+                workloads::name(p).to_owned(),
                 p["spec"]["containers"][0]["image"]
                     .as_str()
                     .unwrap_or_default()

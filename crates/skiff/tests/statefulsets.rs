@@ -266,6 +266,18 @@ fn claim_names(claim: &str, set: &str, ordinals: impl IntoIterator<Item = i32>) 
         .collect()
 }
 
+/// `kubectl delete pod <name> --wait=false`. kubectl's wait GETs the pod, then lists and
+/// watches it by name for its deletion; simulated pods stop at once and the controller
+/// recreates the name at once, so under load the new pod can be in that list and kubectl
+/// waits for the deletion of the replacement (seen: no end within 120 s).
+#[track_caller]
+fn delete_without_waiting(server: &Server, pod: &str) {
+    assert_eq!(
+        server.ok(&["delete", "pod", pod, "--wait=false"]),
+        format!("pod \"{pod}\" deleted\n")
+    );
+}
+
 /// `kubectl describe` output with runs of whitespace collapsed, line by line.
 fn described_lines(described: &str) -> Vec<String> {
     described
@@ -380,11 +392,9 @@ fn the_tutorials_statefulset_orders_pods_scales_and_keeps_claims() {
     }
 
     // A deleted pod comes back with its name, its claim and its volume.
+    // Without `--wait`: see `delete_without_waiting`.
     let deleted_uid = pods[1]["metadata"]["uid"].clone();
-    assert_eq!(
-        server.ok(&["delete", "pod", "nginx-statefulset-1"]),
-        "pod \"nginx-statefulset-1\" deleted\n"
-    );
+    delete_without_waiting(&server, "nginx-statefulset-1");
     let back = wait_set_ready(&server, TUTORIAL_SET, 3);
     assert_ne!(back[1]["metadata"]["uid"], deleted_uid);
     assert_eq!(wait_claims_bound(&server, &three), volumes);
@@ -688,8 +698,11 @@ fn on_delete_waits_for_deletions_and_parallel_creates_at_once() {
     server.ok(&["set", "image", "sts/ondel", "app=nginx:1.26"]);
     std::thread::sleep(Duration::from_secs(3));
     wait_images(&server, "ondel", &["nginx:1.25", "nginx:1.25"]);
-    server.ok(&["delete", "pod", "ondel-1"]);
+    let deleted_uid = server.get_json(&["get", "pod", "ondel-1"])["metadata"]["uid"].clone();
+    delete_without_waiting(&server, "ondel-1");
     wait_images(&server, "ondel", &["nginx:1.25", "nginx:1.26"]);
+    let replaced = server.get_json(&["get", "pod", "ondel-1"]);
+    assert_ne!(replaced["metadata"]["uid"], deleted_uid);
 
     // Parallel: every pod is created without waiting for the lower ordinals to be ready.
     let (watch, log) = watch_set(&server, "app=par", false);

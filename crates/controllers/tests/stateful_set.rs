@@ -173,8 +173,11 @@ async fn pods_come_in_order_with_their_claims_and_keep_them() {
                 make_ready(&pods, &pod.name_any()).await;
             }
         }
-        let status = sets.get("web").await.unwrap().status?;
-        (status.updated_replicas == Some(1)
+        let set = sets.get("web").await.unwrap();
+        let status = set.status?;
+        // A status written by a sync of the old template does not count.
+        (status.observed_generation == set.metadata.generation
+            && status.updated_replicas == Some(1)
             && status.ready_replicas == Some(1)
             && status.current_revision == status.update_revision)
             .then_some(status)

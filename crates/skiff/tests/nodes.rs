@@ -813,7 +813,8 @@ fn node_listing_and_description() {
 
     let described = wait_until("the RegisteredNode event in describe", SETTLE, || {
         let described = server.ok(&["describe", "node", "sim-0001"]);
-        if described.contains("RegisteredNode") {
+        // The event and the first Lease renewal come shortly after registration.
+        if described.contains("RegisteredNode") && described.contains("HolderIdentity:  sim-0001") {
             Ok(described)
         } else {
             Err(described)

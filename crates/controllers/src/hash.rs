@@ -48,7 +48,10 @@ mod tests {
         assert_eq!(hash, compute_hash(&object, None));
         assert!(hash.len() <= 10 && hash.bytes().all(|b| SAFE_ALPHABET.contains(&b)));
         assert_ne!(hash, compute_hash(&object, Some(1)));
-        assert_ne!(compute_hash(&object, Some(1)), compute_hash(&object, Some(2)));
+        assert_ne!(
+            compute_hash(&object, Some(1)),
+            compute_hash(&object, Some(2))
+        );
         assert_eq!(fnv32a(*b""), 0x811c_9dc5);
         assert_eq!(fnv32a(*b"a"), 0xe40c_292c);
     }

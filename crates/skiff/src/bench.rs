@@ -168,10 +168,10 @@ async fn pods_not_running(pods: &Api<Pod>) -> Result<u64> {
     Ok(page.items.len() as u64 + page.metadata.remaining_item_count.unwrap_or(0).max(0) as u64)
 }
 
-/// `skiff bench steady`: the whole control plane in this process (API server on a SQLite file,
-/// scheduler, controllers, node simulator), filled with pods and then left alone, measuring
-/// what holding the cluster costs.
-async fn steady(args: SteadyArgs) -> Result<()> {
+/// The whole control plane in this process, as `skiff server` runs it: the API server on a
+/// SQLite file in a fresh directory, the controllers, the scheduler, the pod CIDR allocator and
+/// a simulator with `nodes` nodes. Returns an in-process client and the directory.
+pub(super) async fn simulated_cluster(nodes: usize) -> Result<(kube::Client, tempfile::TempDir)> {
     let dir = tempfile::tempdir()?;
     let store = Arc::new(SqliteStore::open(dir.path().join("state.db"))?);
     let api = skiff_apiserver::ApiServer::new(store, "127.0.0.1:0".into()).await?;
@@ -180,14 +180,20 @@ async fn steady(args: SteadyArgs) -> Result<()> {
     tokio::spawn(skiff_scheduler::run(client.clone(), Default::default()));
     let cidr = skiff_agent::podcidr::DEFAULT_CLUSTER_CIDR.parse()?;
     tokio::spawn(skiff_agent::run_pod_cidr_allocator(client.clone(), cidr));
-    let simulator = skiff_agent::run_simulator(
-        client.clone(),
-        skiff_agent::SimConfig {
-            nodes: args.nodes,
-            ..Default::default()
-        },
-    );
-    tokio::spawn(simulator);
+    let simulator = skiff_agent::SimConfig {
+        nodes,
+        ..Default::default()
+    };
+    tokio::spawn(skiff_agent::run_simulator(client.clone(), simulator));
+    Ok((client, dir))
+}
+
+/// `skiff bench steady`: the whole control plane in this process (API server on a SQLite file,
+/// scheduler, controllers, node simulator), filled with pods and then left alone, measuring
+/// what holding the cluster costs.
+async fn steady(args: SteadyArgs) -> Result<()> {
+    // The directory holds the store; it must outlive the cluster.
+    let (client, _dir) = simulated_cluster(args.nodes).await?;
     println!(
         "skiff bench steady: {} simulated nodes, {} pods, held {} s",
         args.nodes, args.pods, args.hold_seconds

@@ -11,8 +11,6 @@ use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Namespace, Node};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
-use skiff_store::sqlite::SqliteStore;
-use std::sync::Arc;
 use std::time::Instant;
 
 /// Options of `skiff bench daemonset`.
@@ -28,21 +26,8 @@ pub struct DaemonSetArgs {
 
 /// Runs the benchmark: create to available on every node, then a full RollingUpdate.
 pub async fn run(args: DaemonSetArgs) -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let store = Arc::new(SqliteStore::open(dir.path().join("state.db"))?);
-    let api = skiff_apiserver::ApiServer::new(store, "127.0.0.1:0".into()).await?;
-    let client = kube::Client::new(api.router(), "default");
-    skiff_controllers::spawn_all(client.clone(), Default::default());
-    tokio::spawn(skiff_scheduler::run(client.clone(), Default::default()));
-    let cidr = skiff_agent::podcidr::DEFAULT_CLUSTER_CIDR.parse()?;
-    tokio::spawn(skiff_agent::run_pod_cidr_allocator(client.clone(), cidr));
-    tokio::spawn(skiff_agent::run_simulator(
-        client.clone(),
-        skiff_agent::SimConfig {
-            nodes: args.nodes,
-            ..Default::default()
-        },
-    ));
+    // The directory holds the store; it must outlive the cluster.
+    let (client, _dir) = super::simulated_cluster(args.nodes).await?;
     println!(
         "skiff bench daemonset: a DaemonSet on {} simulated nodes (RollingUpdate maxUnavailable {})",
         args.nodes, args.max_unavailable

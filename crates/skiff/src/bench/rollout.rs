@@ -9,8 +9,6 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Node};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
-use skiff_store::sqlite::SqliteStore;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Options of `skiff bench rollout`.
@@ -29,21 +27,8 @@ const PHASE_TIMEOUT: Duration = Duration::from_secs(1800);
 
 /// Runs the benchmark: create to all available, then a full RollingUpdate (25%/25%).
 pub async fn run(args: RolloutArgs) -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let store = Arc::new(SqliteStore::open(dir.path().join("state.db"))?);
-    let api = skiff_apiserver::ApiServer::new(store, "127.0.0.1:0".into()).await?;
-    let client = kube::Client::new(api.router(), "default");
-    skiff_controllers::spawn_all(client.clone(), Default::default());
-    tokio::spawn(skiff_scheduler::run(client.clone(), Default::default()));
-    let cidr = skiff_agent::podcidr::DEFAULT_CLUSTER_CIDR.parse()?;
-    tokio::spawn(skiff_agent::run_pod_cidr_allocator(client.clone(), cidr));
-    tokio::spawn(skiff_agent::run_simulator(
-        client.clone(),
-        skiff_agent::SimConfig {
-            nodes: args.nodes,
-            ..Default::default()
-        },
-    ));
+    // The directory holds the store; it must outlive the cluster.
+    let (client, _dir) = super::simulated_cluster(args.nodes).await?;
     println!(
         "skiff bench rollout: a {}-replica Deployment on {} simulated nodes (RollingUpdate 25%/25%)",
         args.replicas, args.nodes

@@ -12,8 +12,6 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolumeClaim};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
-use skiff_store::sqlite::SqliteStore;
-use std::sync::Arc;
 use std::time::Instant;
 
 /// Options of `skiff bench statefulset`.
@@ -32,21 +30,8 @@ pub struct StatefulSetArgs {
 
 /// Runs the benchmark: create to all ready, then a RollingUpdate of every set.
 pub async fn run(args: StatefulSetArgs) -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let store = Arc::new(SqliteStore::open(dir.path().join("state.db"))?);
-    let api = skiff_apiserver::ApiServer::new(store, "127.0.0.1:0".into()).await?;
-    let client = kube::Client::new(api.router(), "default");
-    skiff_controllers::spawn_all(client.clone(), Default::default());
-    tokio::spawn(skiff_scheduler::run(client.clone(), Default::default()));
-    let cidr = skiff_agent::podcidr::DEFAULT_CLUSTER_CIDR.parse()?;
-    tokio::spawn(skiff_agent::run_pod_cidr_allocator(client.clone(), cidr));
-    tokio::spawn(skiff_agent::run_simulator(
-        client.clone(),
-        skiff_agent::SimConfig {
-            nodes: args.nodes,
-            ..Default::default()
-        },
-    ));
+    // The directory holds the store; it must outlive the cluster.
+    let (client, _dir) = super::simulated_cluster(args.nodes).await?;
     println!(
         "skiff bench statefulset: {} StatefulSets of {} replicas, one claim template each, on {} simulated nodes",
         args.sets, args.replicas, args.nodes

@@ -11,15 +11,13 @@ mod common;
 mod workloads;
 
 use common::{Output, Server, cell, create_namespace, parse_table, row, wait_until};
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::Api;
-use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use workloads::{
-    NAME_ALPHABET, SETTLE, apply, controller_of, events_about, is_ready, is_terminating, list,
-    live_pods, name, wait_event,
+    NAME_ALPHABET, PodWatch, SETTLE, apply, controller_of, events_about, is_ready, is_terminating,
+    list, live_pods, name, wait_event,
 };
 
 /// The annotation a Deployment's revision and its ReplicaSets' revisions are kept in.
@@ -829,122 +827,39 @@ fn pod_available(pod: &Pod) -> bool {
             .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-/// What a [`PodWatch`] saw.
-struct Observed {
-    /// How many states were checked.
-    states: usize,
-    /// Each failed check, with the state it failed on.
-    violations: Vec<String>,
-    /// The template hashes of all pods seen.
-    hashes: BTreeSet<String>,
-}
+/// The pod-template-hashes a [`watch_pods`] check has seen.
+type SeenHashes = Arc<Mutex<BTreeSet<String>>>;
 
-/// Watches the pods matching a selector with a kube-rs watcher (a list, then a watch) and
-/// checks every state it observes, from the first complete list until [`PodWatch::finish`].
-struct PodWatch {
-    runtime: tokio::runtime::Runtime,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Observed>,
-}
-
-impl PodWatch {
-    /// Starts watching pods matching `selector` in the default namespace; returns once the
-    /// first list has been checked. `check` gets every state (all pods, terminating ones
-    /// included) and returns a description of what is wrong, if anything.
-    fn start(
-        server: &Server,
-        selector: &str,
-        mut check: impl FnMut(&[&Pod]) -> Result<(), String> + Send + 'static,
-    ) -> PodWatch {
-        let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
-        let client = runtime.block_on(workloads::kube_client(server));
-        let pods: Api<Pod> = Api::namespaced(client, "default");
-        let config = watcher::Config::default().labels(selector);
-        let (stop, mut stopped) = tokio::sync::oneshot::channel();
-        let (listed, first_list) = tokio::sync::oneshot::channel();
-        let task = runtime.spawn(async move {
-            let mut events = watcher(pods, config).default_backoff().boxed();
-            let mut observed = Observed {
-                states: 0,
-                violations: Vec::new(),
-                hashes: BTreeSet::new(),
-            };
-            let mut listed = Some(listed);
-            let mut state: BTreeMap<String, Pod> = BTreeMap::new();
-            let mut relist: BTreeMap<String, Pod> = BTreeMap::new();
-            loop {
-                let event = tokio::select! {
-                    _ = &mut stopped => break,
-                    event = events.next() => event,
-                };
-                match event {
-                    Some(Ok(watcher::Event::Init)) => relist.clear(),
-                    Some(Ok(watcher::Event::InitApply(pod))) => {
-                        relist.insert(pod.metadata.name.clone().unwrap_or_default(), pod);
-                    }
-                    Some(Ok(watcher::Event::InitDone)) => {
-                        state = std::mem::take(&mut relist);
-                        if let Some(listed) = listed.take() {
-                            let _ = listed.send(());
-                        }
-                    }
-                    Some(Ok(watcher::Event::Apply(pod))) => {
-                        state.insert(pod.metadata.name.clone().unwrap_or_default(), pod);
-                    }
-                    Some(Ok(watcher::Event::Delete(pod))) => {
-                        state.remove(pod.metadata.name.as_deref().unwrap_or_default());
-                    }
-                    Some(Err(e)) => {
-                        observed.violations.push(format!("watch error: {e}"));
-                        continue;
-                    }
-                    None => break,
-                }
-                if listed.is_some() {
-                    continue; // still in the first list
-                }
-                let pods: Vec<&Pod> = state.values().collect();
-                observed.states += 1;
-                observed
-                    .hashes
-                    .extend(pods.iter().map(|p| pod_hash(p).to_owned()));
-                if let Err(what) = check(&pods) {
-                    let summary: Vec<String> = pods
-                        .iter()
-                        .map(|p| {
-                            format!(
-                                "{} available={} terminating={}",
-                                p.metadata.name.as_deref().unwrap_or_default(),
-                                pod_available(p),
-                                p.metadata.deletion_timestamp.is_some()
-                            )
-                        })
-                        .collect();
-                    observed
-                        .violations
-                        .push(format!("{what} in state {summary:#?}"));
-                }
-            }
-            observed
-        });
-        runtime
-            .block_on(async { tokio::time::timeout(SETTLE, first_list).await })
-            .expect("the pod watch listed within the timeout")
-            .expect("the pod watch task ended before listing");
-        PodWatch {
-            runtime,
-            stop,
-            task,
-        }
-    }
-
-    /// Stops watching and returns what was seen.
-    fn finish(self) -> Observed {
-        let _ = self.stop.send(());
-        self.runtime
-            .block_on(self.task)
-            .expect("the pod watch task panicked")
-    }
+/// A [`PodWatch`] of the pods matching `selector` whose check also records every pod's
+/// template hash and describes the pods of a state that fails it.
+fn watch_pods(
+    server: &Server,
+    selector: &str,
+    mut check: impl FnMut(&[&Pod]) -> Result<(), String> + Send + 'static,
+) -> (PodWatch, SeenHashes) {
+    let seen = SeenHashes::default();
+    let recorded = seen.clone();
+    let watch = PodWatch::start(server, selector, move |pods| {
+        recorded
+            .lock()
+            .unwrap()
+            .extend(pods.iter().map(|p| pod_hash(p).to_owned()));
+        check(pods).map_err(|what| {
+            let summary: Vec<String> = pods
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{} available={} terminating={}",
+                        p.metadata.name.as_deref().unwrap_or_default(),
+                        pod_available(p),
+                        p.metadata.deletion_timestamp.is_some()
+                    )
+                })
+                .collect();
+            format!("{what} in state {summary:#?}")
+        })
+    });
+    (watch, seen)
 }
 
 /// A check for [`PodWatch`]: at most `max_pods` pods not being deleted, at least
@@ -982,7 +897,7 @@ fn rolling_update_stays_within_max_surge_and_max_unavailable() {
     wait_pods_settled(&server, "inv", 10, "nginx:1.25");
     let old_hash = template_hash(&replica_sets(&server, "default", "inv")[0]).to_owned();
 
-    let watch = PodWatch::start(&server, "app=inv", rollout_bounds(12, 9));
+    let (watch, hashes) = watch_pods(&server, "app=inv", rollout_bounds(12, 9));
     server.ok(&["set", "image", "deployment/inv", "nginx=nginx:1.26"]);
     wait_rolled_out(&server, "default", "inv");
     wait_pods_settled(&server, "inv", 10, "nginx:1.26");
@@ -998,8 +913,9 @@ fn rolling_update_stays_within_max_surge_and_max_unavailable() {
         "{:#?}\nscaling steps: {steps:#?}",
         observed.violations
     );
-    let new_hashes: Vec<&String> = observed.hashes.iter().filter(|h| **h != old_hash).collect();
-    assert_eq!(new_hashes.len(), 1, "{:?}", observed.hashes);
+    let hashes = hashes.lock().unwrap();
+    let new_hashes: Vec<&String> = hashes.iter().filter(|h| **h != old_hash).collect();
+    assert_eq!(new_hashes.len(), 1, "{hashes:?}");
     // At least one state per pod created and per pod deleted.
     assert!(
         observed.states >= 20,
@@ -1020,7 +936,7 @@ fn recreate_never_runs_old_and_new_pods_together() {
 
     // Terminating old pods count: no new pod may exist until every old one is gone.
     let check_hash = old_hash.clone();
-    let watch = PodWatch::start(&server, "app=rec", move |pods| {
+    let (watch, hashes) = watch_pods(&server, "app=rec", move |pods| {
         let old = pods.iter().filter(|p| pod_hash(p) == check_hash).count();
         let new = pods.len() - old;
         if old > 0 && new > 0 {
@@ -1035,7 +951,8 @@ fn recreate_never_runs_old_and_new_pods_together() {
     let observed = watch.finish();
 
     assert_eq!(observed.violations, Vec::<String>::new());
-    assert_eq!(observed.hashes.len(), 2, "{:?}", observed.hashes);
+    let hashes = hashes.lock().unwrap();
+    assert_eq!(hashes.len(), 2, "{hashes:?}");
     let deploy = server.get_json(&["get", "deploy", "rec"]);
     assert_eq!(
         condition(&deploy, "Available"),
@@ -1058,7 +975,7 @@ fn stuck_rollout_exceeds_its_progress_deadline_and_undo_restores_it() {
     wait_pods_settled(&server, "stuck", 4, "nginx:1.25");
     let old_rs = name(&replica_sets(&server, "default", "stuck")[0]).to_owned();
 
-    let watch = PodWatch::start(&server, "app=stuck", rollout_bounds(5, 3));
+    let (watch, _) = watch_pods(&server, "app=stuck", rollout_bounds(5, 3));
     manifest["spec"]["template"]["metadata"]["annotations"][SIM_READY_AFTER] = json!("never");
     manifest["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:1.26");
     assert_eq!(

@@ -2,6 +2,9 @@
 //! propagation through `ownerReferences`, dependents with two owners, and dependents whose
 //! owner was gone before they were created.
 
+mod common;
+
+use common::{api_server, eventually};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -11,43 +14,16 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use skiff_controllers::garbagecollector;
 use std::fmt::Debug;
-use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
-/// How long any expected change may take before the test fails.
-const PATIENCE: Duration = Duration::from_secs(20);
 /// A finalizer no controller removes: it keeps a deleted object around until the test says.
 const HOLD: &str = "example.com/hold";
 
 /// An API server on an in-memory store, with the garbage collector running against it.
 async fn start() -> Client {
-    let store = Arc::new(skiff_store::sqlite::SqliteStore::open_in_memory().expect("store"));
-    let api = skiff_apiserver::ApiServer::new(store, "127.0.0.1:6443".into())
-        .await
-        .expect("api server");
-    let client = Client::new(api.router(), "default");
+    let client = api_server().await;
     tokio::spawn(garbagecollector::run(client.clone()));
     client
-}
-
-/// Polls `check` until it yields a value.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn wait_gone<K>(api: &Api<K>, name: &str)

@@ -3,6 +3,9 @@
 //! their tolerations say, it loses the taints when it comes back; pods of deleted nodes and
 //! terminated pods over the threshold are collected; repeated events are counted.
 
+mod common;
+
+use common::{api_server, eventually};
 use futures::FutureExt;
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -14,39 +17,7 @@ use skiff_controllers::events::{EventRecorder, EventType, reference};
 use skiff_controllers::nodelifecycle::{self, NodeLifecycleConfig};
 use skiff_controllers::podgc::{self, PodGcConfig};
 use skiff_controllers::tainteviction;
-use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
-
-/// How long any expected change may take before the test fails.
-const PATIENCE: Duration = Duration::from_secs(20);
-
-async fn start() -> Client {
-    let store = Arc::new(skiff_store::sqlite::SqliteStore::open_in_memory().expect("store"));
-    let api = skiff_apiserver::ApiServer::new(store, "127.0.0.1:6443".into())
-        .await
-        .expect("api server");
-    Client::new(api.router(), "default")
-}
-
-/// Polls `check` until it yields a value.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 fn now_micro() -> String {
     jiff::fmt::strtime::format("%Y-%m-%dT%H:%M:%S.%6fZ", Timestamp::now()).unwrap()
@@ -159,7 +130,7 @@ fn is_terminating(pod: &Option<Pod>) -> bool {
 
 #[tokio::test]
 async fn a_silent_node_goes_unknown_is_tainted_its_pods_evicted_and_it_recovers() {
-    let client = start().await;
+    let client = api_server().await;
     register_node(&client, "healthy").await;
     register_node(&client, "silent").await;
     // One healthy node keeps the zone out of full disruption, in which upstream stops tainting.
@@ -361,7 +332,7 @@ async fn a_silent_node_goes_unknown_is_tainted_its_pods_evicted_and_it_recovers(
 
 #[tokio::test]
 async fn pods_that_do_not_tolerate_a_no_execute_taint_are_evicted_at_once() {
-    let client = start().await;
+    let client = api_server().await;
     register_node(&client, "n1").await;
     running_pod(&client, "intolerant", "n1", json!([])).await;
     running_pod(
@@ -390,7 +361,7 @@ async fn pods_that_do_not_tolerate_a_no_execute_taint_are_evicted_at_once() {
 
 #[tokio::test]
 async fn pods_of_deleted_nodes_and_terminated_pods_over_the_threshold_are_collected() {
-    let client = start().await;
+    let client = api_server().await;
     register_node(&client, "doomed").await;
     running_pod(&client, "orphan", "doomed", json!([])).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
@@ -447,7 +418,7 @@ async fn pods_of_deleted_nodes_and_terminated_pods_over_the_threshold_are_collec
 
 #[tokio::test]
 async fn repeated_events_are_counted_on_one_event() {
-    let client = start().await;
+    let client = api_server().await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}})).unwrap();
     let pod = pods.create(&PostParams::default(), &pod).await.unwrap();

@@ -931,7 +931,15 @@ fn a_restarted_server_keeps_nodes_and_pods_where_they_are() {
     ]);
     let pods_before = pod_identities(&server);
 
-    let renewals_before = lease_renewals(&server);
+    // Every node's Lease exists before the restart (the first renewal can lag registration).
+    let renewals_before = wait_until("every node's Lease", SETTLE, || {
+        let renewals = lease_renewals(&server);
+        if renewals.len() == expected_nodes.len() {
+            Ok(renewals)
+        } else {
+            Err(format!("{renewals:?}"))
+        }
+    });
     server.restart();
     // Every agent is back once each Lease has been renewed again.
     // Generous: on a loaded 2-core machine a restarted server's agents can take a while.

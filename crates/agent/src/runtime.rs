@@ -9,6 +9,7 @@
 
 use crate::queue::WorkQueue;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,6 +57,28 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// The pod's current state, or `None` for a pod this runtime does not know.
     fn pod_status(&self, pod_uid: &str) -> Option<RuntimePodStatus>;
+
+    /// The log file of the container's current run (or, with `previous`, of the run before
+    /// it), in the CRI log format the kubelet reads: one line per chunk,
+    /// `<RFC 3339 time with nanoseconds> <stdout|stderr> <F|P> <text>` (`P` for a partial line
+    /// continued by the next). `None` when the runtime keeps no log for it.
+    fn container_log(&self, pod_uid: &str, container: &str, previous: bool) -> Option<PathBuf> {
+        let _ = (pod_uid, container, previous);
+        None
+    }
+
+    /// Starts `command` inside a running container (its namespaces, environment and working
+    /// directory) with piped stdin, stdout and stderr, for `kubectl exec`. The error is the
+    /// message the user sees.
+    fn exec(
+        &self,
+        pod_uid: &str,
+        container: &str,
+        command: &[String],
+    ) -> Result<tokio::process::Child, String> {
+        let _ = (pod_uid, container, command);
+        Err(format!("the {} runtime cannot exec in containers", self.version()))
+    }
 }
 
 /// Upstream kubelet's per-container restart back-off (`flowcontrol.Backoff` with 10 s initial

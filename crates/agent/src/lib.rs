@@ -21,6 +21,7 @@
 mod host;
 pub mod node;
 pub mod podcidr;
+pub mod podnet;
 mod podstatus;
 mod queue;
 pub mod runtime;

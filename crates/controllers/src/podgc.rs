@@ -9,9 +9,10 @@
 //!   `DisruptionTarget` condition, reason `DeletionByPodGC`);
 //! - terminating pods that were never scheduled.
 
+use crate::sharedpods::SharedPods;
 use futures::StreamExt;
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Node, NodeSpec, NodeStatus, Pod, PodSpec, PodStatus};
+use k8s_openapi::api::core::v1::{Node, NodeSpec, NodeStatus, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::reflector::{self, Store};
@@ -51,18 +52,11 @@ impl Default for PodGcConfig {
     }
 }
 
-/// Runs the collector until the process ends.
-pub async fn run(client: Client, config: PodGcConfig) {
-    let (pods, pod_writer) = reflector::store::<Pod>();
+/// Runs the collector until the process ends, on the shared pod informer `shared_pods`.
+pub async fn run(client: Client, shared_pods: SharedPods, config: PodGcConfig) {
+    let pods = shared_pods.store();
     let (nodes, node_writer) = reflector::store::<Node>();
-    // The caches keep only what collection looks at: with many pods the rest is large.
-    tokio::spawn(
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
-            .default_backoff()
-            .modify(slim_pod)
-            .reflect(pod_writer)
-            .for_each(|_| async {}),
-    );
+    // The node cache keeps only what collection looks at.
     tokio::spawn(
         watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
             .default_backoff()
@@ -70,7 +64,7 @@ pub async fn run(client: Client, config: PodGcConfig) {
             .reflect(node_writer)
             .for_each(|_| async {}),
     );
-    if pods.wait_until_ready().await.is_err() || nodes.wait_until_ready().await.is_err() {
+    if !shared_pods.synced().await || nodes.wait_until_ready().await.is_err() {
         return;
     }
     let mut collector = Collector {
@@ -86,29 +80,6 @@ pub async fn run(client: Client, config: PodGcConfig) {
         tick.tick().await;
         collector.collect().await;
     }
-}
-
-fn slim_pod(pod: &mut Pod) {
-    let meta = std::mem::take(&mut pod.metadata);
-    pod.metadata = ObjectMeta {
-        name: meta.name,
-        namespace: meta.namespace,
-        uid: meta.uid,
-        resource_version: meta.resource_version,
-        creation_timestamp: meta.creation_timestamp,
-        deletion_timestamp: meta.deletion_timestamp,
-        ..Default::default()
-    };
-    pod.spec = Some(PodSpec {
-        node_name: pod.spec.take().and_then(|s| s.node_name),
-        ..Default::default()
-    });
-    let status = pod.status.take().unwrap_or_default();
-    pod.status = Some(PodStatus {
-        phase: status.phase,
-        reason: status.reason,
-        ..Default::default()
-    });
 }
 
 fn slim_node(node: &mut Node) {
@@ -354,6 +325,7 @@ impl Collector {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::core::v1::PodStatus;
 
     fn pod(name: &str, created: i64, phase: &str, reason: Option<&str>) -> Arc<Pod> {
         Arc::new(Pod {
@@ -391,25 +363,5 @@ mod tests {
         for phase in ["Pending", "Running", "Unknown"] {
             assert!(!is_terminated(&pod("p", 0, phase, None)));
         }
-    }
-
-    #[test]
-    fn slimming_keeps_what_collection_needs() {
-        let mut full: Pod = serde_json::from_value(json!({
-            "metadata": {"name": "p", "namespace": "ns", "uid": "u", "labels": {"a": "b"}, "deletionTimestamp": "2025-01-01T00:00:00Z"},
-            "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "i"}]},
-            "status": {"phase": "Failed", "reason": "Evicted", "hostIP": "10.0.0.1"},
-        }))
-        .unwrap();
-        slim_pod(&mut full);
-        assert_eq!(
-            serde_json::to_value(&full).unwrap(),
-            json!({
-                "apiVersion": "v1", "kind": "Pod",
-                "metadata": {"deletionTimestamp": "2025-01-01T00:00:00Z", "name": "p", "namespace": "ns", "uid": "u"},
-                "spec": {"containers": [], "nodeName": "n1"},
-                "status": {"phase": "Failed", "reason": "Evicted"},
-            })
-        );
     }
 }

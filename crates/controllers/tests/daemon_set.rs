@@ -11,11 +11,13 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use skiff_controllers::daemonset::{self, eligibility};
+use skiff_controllers::sharedpods::SharedPods;
 use std::collections::BTreeMap;
 
 async fn start() -> Client {
     let client = api_server().await;
-    tokio::spawn(daemonset::run(client.clone()));
+    let pods = SharedPods::start(client.clone());
+    tokio::spawn(daemonset::run(client.clone(), pods));
     client
 }
 

@@ -10,13 +10,15 @@ use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
+use skiff_controllers::sharedpods::SharedPods;
 use skiff_controllers::{deployment, replicaset};
 use std::time::Duration;
 
 async fn start() -> Client {
     let client = api_server().await;
-    tokio::spawn(deployment::run(client.clone()));
-    tokio::spawn(replicaset::run(client.clone()));
+    let pods = SharedPods::start(client.clone());
+    tokio::spawn(deployment::run(client.clone(), pods.clone()));
+    tokio::spawn(replicaset::run(client.clone(), pods));
     client
 }
 

@@ -12,10 +12,11 @@ use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use skiff_controllers::endpoint::{self, informer::ServicePods};
 use skiff_controllers::endpointslice;
+use skiff_controllers::sharedpods::SharedPods;
 
 async fn start() -> Client {
     let client = api_server().await;
-    let service_pods = ServicePods::start(client.clone());
+    let service_pods = ServicePods::start(client.clone(), &SharedPods::start(client.clone()));
     tokio::spawn(endpoint::run(client.clone(), service_pods.clone()));
     tokio::spawn(endpointslice::run(client.clone(), service_pods));
     tokio::spawn(endpoint::apiserver::run(client.clone()));

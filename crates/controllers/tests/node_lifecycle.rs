@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use skiff_controllers::events::{EventRecorder, EventType, reference};
 use skiff_controllers::nodelifecycle::{self, NodeLifecycleConfig};
 use skiff_controllers::podgc::{self, PodGcConfig};
+use skiff_controllers::sharedpods::SharedPods;
 use skiff_controllers::tainteviction;
 use std::time::Duration;
 
@@ -382,7 +383,11 @@ async fn pods_of_deleted_nodes_and_terminated_pods_over_the_threshold_are_collec
         gc_check_period: Duration::from_millis(200),
         quarantine_time: Duration::from_millis(500),
     };
-    tokio::spawn(podgc::run(client.clone(), config));
+    tokio::spawn(podgc::run(
+        client.clone(),
+        SharedPods::start(client.clone()),
+        config,
+    ));
 
     // Same creation second: the names break the tie, so the first two go.
     eventually("the two oldest terminated pods to go", || {

@@ -11,10 +11,12 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use skiff_controllers::replicaset;
+use skiff_controllers::sharedpods::SharedPods;
 
 async fn start() -> Client {
     let client = api_server().await;
-    tokio::spawn(replicaset::run(client.clone()));
+    let pods = SharedPods::start(client.clone());
+    tokio::spawn(replicaset::run(client.clone(), pods));
     client
 }
 

@@ -9,11 +9,13 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
+use skiff_controllers::sharedpods::SharedPods;
 use skiff_controllers::statefulset;
 
 async fn start() -> Client {
     let client = api_server().await;
-    tokio::spawn(statefulset::run(client.clone()));
+    let pods = SharedPods::start(client.clone());
+    tokio::spawn(statefulset::run(client.clone(), pods));
     client
 }
 

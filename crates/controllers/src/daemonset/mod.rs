@@ -17,6 +17,7 @@ use crate::events::{self, EventRecorder, EventType};
 use crate::expectations::Expectations;
 use crate::history::{self, HistoryError, REVISION_HASH_LABEL};
 use crate::podevents::{PodEvents, PodOwners, selecting_owners};
+use crate::sharedpods::SharedPods;
 use crate::slowstart::slow_start_batch;
 use crate::workqueue::{WorkQueue, key_of};
 use crate::{apierror, informer, intstr, podutil, statuswriter};
@@ -44,18 +45,17 @@ const BURST_REPLICAS: usize = 250;
 /// Concurrent syncs (kube-controller-manager's `--concurrent-daemonset-syncs`).
 const WORKERS: usize = 2;
 
-/// Runs the controller until the process ends.
-pub async fn run(client: Client) {
+/// Runs the controller until the process ends, on the shared pod informer `shared_pods`.
+pub async fn run(client: Client, shared_pods: SharedPods) {
     let (daemon_sets, ds_writer) = reflector::store::<DaemonSet>();
     let (nodes, node_writer) = reflector::store::<Node>();
-    let (pods, pod_writer) = reflector::store::<Pod>();
     let (revisions, revision_writer) = reflector::store::<ControllerRevision>();
     let controller = Arc::new(Controller {
         recorder: EventRecorder::new(client.clone(), COMPONENT),
         client: client.clone(),
         daemon_sets,
         nodes,
-        pods,
+        pods: shared_pods.store(),
         revisions,
         queue: WorkQueue::new(),
         expectations: Expectations::new(),
@@ -78,12 +78,8 @@ pub async fn run(client: Client) {
         move |event| c.node_event(event),
     );
     let c = controller.clone();
-    informer::spawn(
-        Api::all(client.clone()),
-        pod_writer,
-        slim_pod,
-        move |event| c.pod_events.handle(&event, &*c, &c.expectations, &c.queue),
-    );
+    shared_pods
+        .subscribe(move |event, _| c.pod_events.handle(event, &*c, &c.expectations, &c.queue));
     informer::spawn(
         Api::all(client),
         revision_writer,
@@ -92,7 +88,7 @@ pub async fn run(client: Client) {
     );
     if !(informer::synced(&controller.daemon_sets).await
         && informer::synced(&controller.nodes).await
-        && informer::synced(&controller.pods).await
+        && shared_pods.synced().await
         && informer::synced(&controller.revisions).await)
     {
         return;
@@ -111,29 +107,6 @@ fn slim_node(node: &mut Node) {
     node.metadata.managed_fields = None;
     node.metadata.annotations = None;
     node.status = None;
-}
-
-/// Keeps of a pod what the controller reads; a cluster may hold many pods. The spec keeps the
-/// node name and the node affinity, by which an unbound daemon pod names its node.
-fn slim_pod(pod: &mut Pod) {
-    pod.metadata.managed_fields = None;
-    pod.metadata.annotations = None;
-    if let Some(spec) = pod.spec.take() {
-        pod.spec = Some(k8s_openapi::api::core::v1::PodSpec {
-            node_name: spec.node_name,
-            affinity: spec.affinity,
-            ..Default::default()
-        });
-    }
-    if let Some(status) = pod.status.take() {
-        pod.status = Some(k8s_openapi::api::core::v1::PodStatus {
-            phase: status.phase,
-            conditions: status
-                .conditions
-                .map(|c| c.into_iter().filter(|c| c.type_ == "Ready").collect()),
-            ..Default::default()
-        });
-    }
 }
 
 /// What placement depends on in a node; a change in it may move daemon pods.

@@ -25,13 +25,13 @@ use crate::controller_ref::{
     ControllerRefManager, controller_of, owner_reference, plan_claims, resolve_controller,
 };
 use crate::events::{self, EventRecorder};
+use crate::sharedpods::SharedPods;
 use crate::workqueue::{WorkQueue, key_of};
 use crate::{informer, podutil};
 use anyhow::Context as _;
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Pod, PodStatus};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
@@ -45,11 +45,11 @@ use std::time::Duration;
 /// `--concurrent-deployment-syncs`).
 const WORKERS: usize = 5;
 
-/// Runs the controller until the process ends.
-pub async fn run(client: Client) {
+/// Runs the controller until the process ends, on the shared pod informer `pods`.
+pub async fn run(client: Client, shared_pods: SharedPods) {
     let (deployments, deployment_writer) = reflector::store::<Deployment>();
     let (replica_sets, replica_set_writer) = reflector::store::<ReplicaSet>();
-    let (pods, pod_writer) = reflector::store::<Pod>();
+    let pods = shared_pods.store();
     let queue = WorkQueue::<String>::new();
 
     let (deployment_queue, all_deployments) = (queue.clone(), deployments.clone());
@@ -85,25 +85,20 @@ pub async fn run(client: Client) {
     );
     let (pod_queue, pod_deployments, pod_replica_sets) =
         (queue.clone(), deployments.clone(), replica_sets.clone());
-    informer::spawn(
-        Api::all(client.clone()),
-        pod_writer,
-        slim_pod,
-        move |event| {
-            // Only Recreate waits for pods: the last old pod going lets it proceed
-            // (upstream's `deletePod`).
-            if let watcher::Event::Delete(pod) = event
-                && let Some(rs) = resolve_controller(&pod_replica_sets, &pod.metadata)
-                && let Some(d) = resolve_controller(&pod_deployments, &rs.metadata)
-                && !util::is_rolling_update(&d)
-            {
-                pod_queue.add(key_of(&d.metadata));
-            }
-        },
-    );
+    shared_pods.subscribe(move |event, _| {
+        // Only Recreate waits for pods: the last old pod going lets it proceed
+        // (upstream's `deletePod`).
+        if let watcher::Event::Delete(pod) = event
+            && let Some(rs) = resolve_controller(&pod_replica_sets, &pod.metadata)
+            && let Some(d) = resolve_controller(&pod_deployments, &rs.metadata)
+            && !util::is_rolling_update(&d)
+        {
+            pod_queue.add(key_of(&d.metadata));
+        }
+    });
     if !(informer::synced(&deployments).await
         && informer::synced(&replica_sets).await
-        && informer::synced(&pods).await)
+        && shared_pods.synced().await)
     {
         return;
     }
@@ -120,27 +115,6 @@ pub async fn run(client: Client) {
             async move { controller.sync(&key).await }
         })
         .await;
-}
-
-/// Keeps only what the controller reads of a pod: which ReplicaSet controls it and whether
-/// it ended (no labels: pods are found through their ReplicaSets, not by selector). With many
-/// pods the rest is most of the memory.
-fn slim_pod(pod: &mut Pod) {
-    let meta = std::mem::take(&mut pod.metadata);
-    pod.metadata = ObjectMeta {
-        name: meta.name,
-        namespace: meta.namespace,
-        uid: meta.uid,
-        resource_version: meta.resource_version,
-        owner_references: meta.owner_references,
-        ..Default::default()
-    };
-    pod.spec = None;
-    let phase = pod.status.take().and_then(|s| s.phase);
-    pod.status = Some(PodStatus {
-        phase,
-        ..Default::default()
-    });
 }
 
 /// The Deployments to sync when a ReplicaSet changes (upstream's `addReplicaSet`,

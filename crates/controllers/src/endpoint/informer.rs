@@ -3,6 +3,7 @@
 //! queues that Service with each subscribed controller.
 
 use super::pods;
+use crate::sharedpods::SharedPods;
 use crate::workqueue::{WorkQueue, key_of};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, Service};
@@ -27,10 +28,10 @@ pub struct ServicePods {
 }
 
 impl ServicePods {
-    /// Starts watching Services and pods on `client`.
-    pub fn start(client: Client) -> Self {
+    /// Starts watching Services on `client`, and follows the shared pod informer `pods`.
+    pub fn start(client: Client, shared_pods: &SharedPods) -> Self {
         let (services, mut service_writer) = reflector::store::<Service>();
-        let (pods, mut pod_writer) = reflector::store::<Pod>();
+        let pods = shared_pods.store();
         let (ready_tx, ready) = tokio::sync::watch::channel(false);
         let shared = Self {
             services,
@@ -38,10 +39,9 @@ impl ServicePods {
             subscribers: Arc::default(),
             ready,
         };
-        let s = shared.clone();
+        let (s, p) = (shared.clone(), shared_pods.clone());
         tokio::spawn(async move {
-            let listed = s.services.wait_until_ready().await.is_ok()
-                && s.pods.wait_until_ready().await.is_ok();
+            let listed = s.services.wait_until_ready().await.is_ok() && p.synced().await;
             ready_tx.send_replace(listed);
         });
         let s = shared.clone();
@@ -63,26 +63,7 @@ impl ServicePods {
             }),
         );
         let s = shared.clone();
-        tokio::spawn(
-            watcher(Api::<Pod>::all(client), watcher::Config::default())
-                .default_backoff()
-                .modify(pods::slim_pod)
-                .for_each(move |event| {
-                    match event {
-                        Ok(event) => {
-                            // The pod as it was, to tell which Services it leaves.
-                            let old = match &event {
-                                watcher::Event::Apply(pod) => s.pods.get(&ObjectRef::from_obj(pod)),
-                                _ => None,
-                            };
-                            pod_writer.apply_watcher_event(&event);
-                            s.pod_event(&event, old.as_deref());
-                        }
-                        Err(err) => tracing::warn!(%err, "pod watch failed"),
-                    }
-                    futures::future::ready(())
-                }),
-        );
+        shared_pods.subscribe(move |event, old| s.pod_event(event, old));
         shared
     }
 

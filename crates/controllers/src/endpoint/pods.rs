@@ -4,10 +4,7 @@
 //! hostname is published.
 
 use crate::podutil;
-use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, Pod, PodCondition, PodIP, PodSpec, PodStatus, Service, ServicePort,
-};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::core::v1::{Pod, Service, ServicePort};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::BTreeMap;
 
@@ -145,76 +142,6 @@ pub fn find_port(pod: &Pod, service_port: &ServicePort) -> Option<i32> {
         .map(|p| p.container_port)
 }
 
-/// Keeps of a pod only what the endpoint controllers read; a cluster may hold many pods.
-pub fn slim_pod(pod: &mut Pod) {
-    let meta = std::mem::take(&mut pod.metadata);
-    pod.metadata = ObjectMeta {
-        name: meta.name,
-        namespace: meta.namespace,
-        uid: meta.uid,
-        resource_version: meta.resource_version,
-        deletion_timestamp: meta.deletion_timestamp,
-        labels: meta.labels,
-        ..Default::default()
-    };
-    let spec = pod.spec.take().unwrap_or_default();
-    // Only named ports are looked up; a container without one needs no entry.
-    let slim_containers = |containers: Vec<Container>| -> Vec<Container> {
-        containers
-            .into_iter()
-            .filter_map(|c| {
-                let ports: Vec<ContainerPort> = c
-                    .ports
-                    .into_iter()
-                    .flatten()
-                    .filter(|p| p.name.is_some())
-                    .map(|p| ContainerPort {
-                        name: p.name,
-                        container_port: p.container_port,
-                        protocol: p.protocol,
-                        ..Default::default()
-                    })
-                    .collect();
-                (!ports.is_empty()).then(|| Container {
-                    ports: Some(ports),
-                    restart_policy: c.restart_policy,
-                    ..Default::default()
-                })
-            })
-            .collect()
-    };
-    let init_containers = spec.init_containers.map(slim_containers);
-    pod.spec = Some(PodSpec {
-        node_name: spec.node_name,
-        hostname: spec.hostname,
-        subdomain: spec.subdomain,
-        containers: slim_containers(spec.containers),
-        init_containers: init_containers.filter(|c| !c.is_empty()),
-        ..Default::default()
-    });
-    let status = pod.status.take().unwrap_or_default();
-    pod.status = Some(PodStatus {
-        phase: status.phase,
-        pod_ip: status.pod_ip,
-        pod_ips: status
-            .pod_ips
-            .map(|ips| ips.into_iter().map(|p| PodIP { ip: p.ip }).collect()),
-        conditions: status.conditions.map(|conditions| {
-            conditions
-                .into_iter()
-                .filter(|c| c.type_ == "Ready")
-                .map(|c| PodCondition {
-                    message: None,
-                    reason: None,
-                    last_probe_time: None,
-                    ..c
-                })
-                .collect()
-        }),
-        ..Default::default()
-    });
-}
-
 /// Whether a change from `old` to `new` may change any Service's endpoints (upstream's
 /// `podEndpointsChanged`, labels included): membership, hostname, deletion, readiness or
 /// addresses.
@@ -330,33 +257,5 @@ mod tests {
         assert!(selects(&by_app, &web));
         assert!(!selects(&other_ns, &web));
         assert!(!selects(&empty, &web), "an empty selector selects nothing");
-    }
-
-    #[test]
-    fn slimming_keeps_what_endpoints_read() {
-        let mut full = pod(json!({
-            "metadata": {"name": "p", "namespace": "default", "uid": "u", "labels": {"a": "b"},
-                         "annotations": {"big": "x"}},
-            "spec": {"nodeName": "n1", "hostname": "h", "subdomain": "s",
-                     "containers": [{"name": "c", "image": "nginx",
-                                     "ports": [{"name": "http", "containerPort": 80, "protocol": "TCP"},
-                                               {"containerPort": 81}]},
-                                    {"name": "d", "image": "x"}]},
-            "status": {"phase": "Running", "podIP": "10.0.0.1", "podIPs": [{"ip": "10.0.0.1"}],
-                       "conditions": [{"type": "Ready", "status": "True", "message": "m"},
-                                      {"type": "Initialized", "status": "True"}]}
-        }));
-        slim_pod(&mut full);
-        assert_eq!(
-            serde_json::to_value(&full).unwrap(),
-            json!({
-                "apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": "p", "namespace": "default", "uid": "u", "labels": {"a": "b"}},
-                "spec": {"nodeName": "n1", "hostname": "h", "subdomain": "s",
-                         "containers": [{"name": "", "ports": [{"name": "http", "containerPort": 80, "protocol": "TCP"}]}]},
-                "status": {"phase": "Running", "podIP": "10.0.0.1", "podIPs": [{"ip": "10.0.0.1"}],
-                           "conditions": [{"type": "Ready", "status": "True"}]}
-            })
-        );
     }
 }

@@ -13,6 +13,7 @@ use crate::controller_ref::{self, ControllerRefManager, plan_claims};
 use crate::events::{self, EventRecorder, EventType};
 use crate::expectations::Expectations;
 use crate::podevents::{PodEvents, PodOwners, selecting_owners};
+use crate::sharedpods::SharedPods;
 use crate::slowstart::slow_start_batch;
 use crate::workqueue::WorkQueue;
 use crate::workqueue::key_of;
@@ -20,8 +21,7 @@ use crate::{apierror, informer, podutil, statuswriter};
 use futures::future::join_all;
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodCondition, PodSpec, PodStatus};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
@@ -39,33 +39,28 @@ const BURST_REPLICAS: usize = 500;
 /// Concurrent syncs (kube-controller-manager's `--concurrent-replicaset-syncs`).
 const WORKERS: usize = 5;
 
-/// Runs the controller until the process ends.
-pub async fn run(client: Client) {
+/// Runs the controller until the process ends, on the shared pod informer `pods`.
+pub async fn run(client: Client, pods: SharedPods) {
     let (replica_sets, rs_writer) = reflector::store::<ReplicaSet>();
-    let (pods, pod_writer) = reflector::store::<Pod>();
     let controller = Arc::new(Controller {
         recorder: EventRecorder::new(client.clone(), COMPONENT),
         client: client.clone(),
         replica_sets,
-        pods,
+        pods: pods.store(),
         queue: WorkQueue::new(),
         expectations: Expectations::new(),
         pod_events: PodEvents::default(),
     });
     let c = controller.clone();
     informer::spawn(
-        Api::all(client.clone()),
+        Api::all(client),
         rs_writer,
         informer::keep_all,
         move |event| c.replica_set_event(event),
     );
     let c = controller.clone();
-    informer::spawn(Api::all(client), pod_writer, slim_pod, move |event| {
-        c.pod_events.handle(&event, &*c, &c.expectations, &c.queue)
-    });
-    if !(informer::synced(&controller.replica_sets).await
-        && informer::synced(&controller.pods).await)
-    {
+    pods.subscribe(move |event, _| c.pod_events.handle(event, &*c, &c.expectations, &c.queue));
+    if !(informer::synced(&controller.replica_sets).await && pods.synced().await) {
         return;
     }
     let queue = controller.queue.clone();
@@ -75,55 +70,6 @@ pub async fn run(client: Client) {
             async move { controller.sync(&key).await }
         })
         .await;
-}
-
-/// Keeps of a pod only what the controller reads: a cluster may hold many pods.
-fn slim_pod(pod: &mut Pod) {
-    let meta = std::mem::take(&mut pod.metadata);
-    let cost = meta
-        .annotations
-        .and_then(|mut a| a.remove_entry(ranking::POD_DELETION_COST))
-        .map(|entry| [entry].into());
-    pod.metadata = ObjectMeta {
-        name: meta.name,
-        namespace: meta.namespace,
-        uid: meta.uid,
-        resource_version: meta.resource_version,
-        creation_timestamp: meta.creation_timestamp,
-        deletion_timestamp: meta.deletion_timestamp,
-        labels: meta.labels,
-        annotations: cost,
-        owner_references: meta.owner_references,
-        ..Default::default()
-    };
-    pod.spec = Some(PodSpec {
-        node_name: pod.spec.take().and_then(|s| s.node_name),
-        ..Default::default()
-    });
-    let status = pod.status.take().unwrap_or_default();
-    pod.status = Some(PodStatus {
-        phase: status.phase,
-        conditions: status.conditions.map(|c| {
-            c.into_iter()
-                .filter(|c| c.type_ == "Ready")
-                .map(|c| PodCondition {
-                    message: None,
-                    reason: None,
-                    ..c
-                })
-                .collect()
-        }),
-        container_statuses: status.container_statuses.map(|statuses| {
-            statuses
-                .into_iter()
-                .map(|s| ContainerStatus {
-                    restart_count: s.restart_count,
-                    ..Default::default()
-                })
-                .collect()
-        }),
-        ..Default::default()
-    });
 }
 
 struct Controller {

@@ -14,6 +14,7 @@ use crate::events::{self, EventRecorder, EventType};
 use crate::expectations::Expectations;
 use crate::history::{self, HistoryError};
 use crate::podevents::{PodEvents, PodOwners, selecting_owners};
+use crate::sharedpods::SharedPods;
 use crate::workqueue::{WorkQueue, key_of};
 use crate::{apierror, informer, statuswriter};
 use control::{Action, Revisions};
@@ -36,17 +37,16 @@ const COMPONENT: &str = "statefulset-controller";
 /// Concurrent syncs (kube-controller-manager's `--concurrent-statefulset-syncs`).
 const WORKERS: usize = 5;
 
-/// Runs the controller until the process ends.
-pub async fn run(client: Client) {
+/// Runs the controller until the process ends, on the shared pod informer `shared_pods`.
+pub async fn run(client: Client, shared_pods: SharedPods) {
     let (sets, set_writer) = reflector::store::<StatefulSet>();
-    let (pods, pod_writer) = reflector::store::<Pod>();
     let (claims, claim_writer) = reflector::store::<PersistentVolumeClaim>();
     let (revisions, revision_writer) = reflector::store::<ControllerRevision>();
     let controller = Arc::new(Controller {
         recorder: EventRecorder::new(client.clone(), COMPONENT),
         client: client.clone(),
         sets,
-        pods,
+        pods: shared_pods.store(),
         claims,
         revisions,
         queue: WorkQueue::new(),
@@ -68,15 +68,10 @@ pub async fn run(client: Client) {
         },
     );
     let c = controller.clone();
-    informer::spawn(
-        Api::all(client.clone()),
-        pod_writer,
-        slim_pod,
-        move |event| {
-            c.pod_events
-                .handle(&event, &*c, &c.no_expectations, &c.queue)
-        },
-    );
+    shared_pods.subscribe(move |event, _| {
+        c.pod_events
+            .handle(event, &*c, &c.no_expectations, &c.queue)
+    });
     informer::spawn(
         Api::all(client.clone()),
         claim_writer,
@@ -90,7 +85,7 @@ pub async fn run(client: Client) {
         informer::ignore,
     );
     if !(informer::synced(&controller.sets).await
-        && informer::synced(&controller.pods).await
+        && shared_pods.synced().await
         && informer::synced(&controller.claims).await
         && informer::synced(&controller.revisions).await)
     {
@@ -103,22 +98,6 @@ pub async fn run(client: Client) {
             async move { controller.sync(&key).await }
         })
         .await;
-}
-
-/// Keeps of a pod what the controller reads; a cluster may hold many pods.
-fn slim_pod(pod: &mut Pod) {
-    pod.metadata.managed_fields = None;
-    pod.metadata.annotations = None;
-    pod.spec = None;
-    if let Some(status) = pod.status.take() {
-        pod.status = Some(k8s_openapi::api::core::v1::PodStatus {
-            phase: status.phase,
-            conditions: status
-                .conditions
-                .map(|c| c.into_iter().filter(|c| c.type_ == "Ready").collect()),
-            ..Default::default()
-        });
-    }
 }
 
 struct Controller {

@@ -124,64 +124,87 @@ fn watch_set(
     selector: &str,
     ordered: bool,
 ) -> (PodWatch, Arc<Mutex<Vec<Change>>>) {
+    watch_set_across_restarts(server, selector, ordered, false)
+}
+
+/// [`watch_set`] for a server that may restart (`restarts`). A state that comes from a relist
+/// may hide changes made while the watch was down: a pod that appeared or changed UID in it is
+/// recorded but not judged.
+fn watch_set_across_restarts(
+    server: &Server,
+    selector: &str,
+    ordered: bool,
+    restarts: bool,
+) -> (PodWatch, Arc<Mutex<Vec<Change>>>) {
     let log = Arc::new(Mutex::new(Vec::new()));
     let changes = log.clone();
     let mut seen: BTreeMap<String, (String, bool)> = BTreeMap::new();
-    let watch = PodWatch::start(server, selector, move |pods| {
-        let mut problems = Vec::new();
-        let mut now: BTreeMap<String, (String, bool)> = BTreeMap::new();
-        for pod in pods {
-            let name = pod_name(pod).to_owned();
-            let uid = pod.metadata.uid.clone().unwrap_or_default();
-            let terminating = pod.metadata.deletion_timestamp.is_some();
-            match seen.get(&name) {
-                None => {
-                    changes.lock().unwrap().push(Change::Created(name.clone()));
-                    let blocking: Vec<&str> = pods
-                        .iter()
-                        .filter(|other| ordinal(pod_name(other)) < ordinal(&name))
-                        .filter(|other| {
-                            !pod_running_and_ready(other)
-                                || other.metadata.deletion_timestamp.is_some()
-                        })
-                        .map(|other| pod_name(other))
-                        .collect();
-                    let missing = (0..ordinal(&name))
-                        .filter(|n| !pods.iter().any(|p| ordinal(pod_name(p)) == *n))
-                        .count();
-                    if ordered && (!blocking.is_empty() || missing > 0) {
-                        problems.push(format!(
+    let watch = PodWatch::start_across_restarts(
+        server,
+        selector,
+        restarts,
+        move |pods, relisted| {
+            let mut problems = Vec::new();
+            let mut now: BTreeMap<String, (String, bool)> = BTreeMap::new();
+            for pod in pods {
+                let name = pod_name(pod).to_owned();
+                let uid = pod.metadata.uid.clone().unwrap_or_default();
+                let terminating = pod.metadata.deletion_timestamp.is_some();
+                match seen.get(&name) {
+                    Some((old_uid, _)) if relisted && *old_uid != uid => {
+                        let mut changes = changes.lock().unwrap();
+                        changes.push(Change::Gone(name.clone()));
+                        changes.push(Change::Created(name.clone()));
+                    }
+                    None if relisted => changes.lock().unwrap().push(Change::Created(name.clone())),
+                    None => {
+                        changes.lock().unwrap().push(Change::Created(name.clone()));
+                        let blocking: Vec<&str> = pods
+                            .iter()
+                            .filter(|other| ordinal(pod_name(other)) < ordinal(&name))
+                            .filter(|other| {
+                                !pod_running_and_ready(other)
+                                    || other.metadata.deletion_timestamp.is_some()
+                            })
+                            .map(|other| pod_name(other))
+                            .collect();
+                        let missing = (0..ordinal(&name))
+                            .filter(|n| !pods.iter().any(|p| ordinal(pod_name(p)) == *n))
+                            .count();
+                        if ordered && (!blocking.is_empty() || missing > 0) {
+                            problems.push(format!(
                             "{name} created while {blocking:?} not ready and {missing} lower missing"
                         ));
+                        }
                     }
+                    Some((old_uid, _)) if *old_uid != uid => {
+                        problems.push(format!("{name} replaced by a new pod without disappearing"));
+                    }
+                    Some((_, was_terminating)) if terminating && !was_terminating => {
+                        changes
+                            .lock()
+                            .unwrap()
+                            .push(Change::Terminating(name.clone()));
+                    }
+                    Some(_) => {}
                 }
-                Some((old_uid, _)) if *old_uid != uid => {
-                    problems.push(format!("{name} replaced by a new pod without disappearing"));
-                }
-                Some((_, was_terminating)) if terminating && !was_terminating => {
-                    changes
-                        .lock()
-                        .unwrap()
-                        .push(Change::Terminating(name.clone()));
-                }
-                Some(_) => {}
+                now.insert(name, (uid, terminating));
             }
-            now.insert(name, (uid, terminating));
-        }
-        for name in seen.keys().filter(|n| !now.contains_key(*n)) {
-            changes.lock().unwrap().push(Change::Gone(name.clone()));
-        }
-        let terminating = now.values().filter(|(_, t)| *t).count();
-        if ordered && terminating > 1 {
-            problems.push(format!("{terminating} pods terminating at once"));
-        }
-        seen = now;
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(problems.join("; "))
-        }
-    });
+            for name in seen.keys().filter(|n| !now.contains_key(*n)) {
+                changes.lock().unwrap().push(Change::Gone(name.clone()));
+            }
+            let terminating = now.values().filter(|(_, t)| *t).count();
+            if ordered && terminating > 1 {
+                problems.push(format!("{terminating} pods terminating at once"));
+            }
+            seen = now;
+            if problems.is_empty() {
+                Ok(())
+            } else {
+                Err(problems.join("; "))
+            }
+        },
+    );
     (watch, log)
 }
 
@@ -801,4 +824,116 @@ fn a_pod_on_a_failed_node_keeps_its_identity() {
         }
     });
     finish_watch(watch);
+}
+
+/// A xorshift generator for the randomized test: small, and replayable from its seed.
+struct Rng(u64);
+
+impl Rng {
+    /// Seeded from `SKIFF_CHAOS_SEED` when set (to replay a run), else from the clock.
+    fn seeded() -> Rng {
+        let seed = std::env::var("SKIFF_CHAOS_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+                now.map(|d| d.as_nanos() as u64).unwrap_or(1) | 1
+            });
+        eprintln!("chaos seed {seed} (SKIFF_CHAOS_SEED={seed} replays this run's faults)");
+        Rng(seed)
+    }
+
+    /// A number in `0..n`.
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// Waits until the node's `kubectl get node` STATUS is `status`.
+#[track_caller]
+fn wait_node_status(server: &Server, node: &str, status: &str) {
+    wait_until(&format!("{node} {status}"), Duration::from_secs(90), || {
+        let listed = server.ok(&["get", "node", node, "--no-headers"]);
+        if listed.split_whitespace().nth(1) == Some(status) {
+            Ok(())
+        } else {
+            Err(listed)
+        }
+    });
+}
+
+#[test]
+fn randomized_faults_keep_identities_order_and_claims() {
+    let mut rng = Rng::seeded();
+    let mut server = start_cluster(3, &["--node-monitor-grace-period", "12"]);
+    let (watch, _) = watch_set_across_restarts(&server, "app=chaos", true, true);
+    let mut set = stateful_set("chaos", 3, "nginx:1.25");
+    set["spec"]["template"]["metadata"]["annotations"] = json!({SIM_READY_AFTER: "200ms"});
+    apply_value(&server, &set);
+    let mut replicas = 3;
+    let mut most = 3;
+    wait_set_ready(&server, "chaos", replicas);
+    let mut volumes = wait_claims_bound(&server, &claim_names("data", "chaos", 0..most as i32));
+
+    let mut faults = Vec::new();
+    for _ in 0..6 {
+        let victim = format!("chaos-{}", rng.below(replicas as u64));
+        match rng.below(5) {
+            0 => {
+                faults.push(format!("delete {victim}"));
+                delete_without_waiting(&server, &victim);
+            }
+            1 => {
+                faults.push(format!("force-delete {victim}"));
+                server.ok(&["delete", "pod", &victim, "--grace-period=0", "--force"]);
+            }
+            2 => {
+                // A dead kubelet: the pod deleted on its node stays Terminating, and its name
+                // is not reused, until the node answers again.
+                let pod = server.get_json(&["get", "pod", &victim]);
+                let node = pod["spec"]["nodeName"].as_str().unwrap().to_owned();
+                faults.push(format!("fail {node}, delete {victim} on it"));
+                server.ok(&["annotate", "node", &node, "skiff.dev/heartbeat=stopped"]);
+                wait_node_status(&server, &node, "NotReady");
+                delete_without_waiting(&server, &victim);
+                std::thread::sleep(Duration::from_secs(3));
+                let stuck = server.get_json(&["get", "pod", &victim]);
+                assert_eq!(
+                    stuck["metadata"]["uid"], pod["metadata"]["uid"],
+                    "{faults:?}"
+                );
+                server.ok(&["annotate", "node", &node, "skiff.dev/heartbeat-"]);
+                wait_node_status(&server, &node, "Ready");
+            }
+            3 => {
+                faults.push("restart the server".to_owned());
+                server.restart();
+            }
+            _ => {
+                replicas = 1 + rng.below(4) as usize;
+                most = most.max(replicas);
+                faults.push(format!("scale to {replicas}"));
+                server.ok(&["scale", "sts", "chaos", &format!("--replicas={replicas}")]);
+            }
+        }
+        wait_set_ready(&server, "chaos", replicas);
+        // Claims are kept on scale-down (Retain) and never rebound: each ordinal's claim keeps
+        // its volume whatever happened to its pods.
+        let now = wait_claims_bound(&server, &claim_names("data", "chaos", 0..most as i32));
+        for (claim, volume) in &volumes {
+            assert_eq!(&now[claim], volume, "{claim} after {faults:?}");
+        }
+        volumes = now;
+    }
+    eprintln!("faults: {faults:?}");
+    let observed = watch.finish();
+    assert!(
+        observed.violations.is_empty(),
+        "after {faults:?}: {:#?}",
+        observed.violations
+    );
+    assert!(observed.states > 0, "the watcher saw no state");
 }

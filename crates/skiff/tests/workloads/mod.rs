@@ -137,6 +137,8 @@ pub struct Observed {
     pub states: usize,
     /// Each failed check, with the state it failed on.
     pub violations: Vec<String>,
+    /// Watch failures of a watch started with restarts expected.
+    pub outages: usize,
 }
 
 /// Watches the pods matching a label selector in the default namespace with a kube-rs watcher
@@ -152,11 +154,24 @@ impl PodWatch {
     /// Starts watching pods matching `selector`; returns once the first list has been seen.
     /// `check` gets every later state (all pods, terminating ones included) and returns a
     /// description of what is wrong, if anything; the first list is the baseline and is not
-    /// checked.
+    /// checked. A watch failure is a violation.
     pub fn start(
         server: &Server,
         selector: &str,
         mut check: impl FnMut(&[&Pod]) -> Result<(), String> + Send + 'static,
+    ) -> PodWatch {
+        Self::start_across_restarts(server, selector, false, move |pods, _| check(pods))
+    }
+
+    /// As [`PodWatch::start`], for a server that may restart meanwhile (`restarts`): watch
+    /// failures are then counted in [`Observed::outages`] rather than as violations. `check`
+    /// also learns whether a state comes from a relist, across which changes may have been
+    /// missed.
+    pub fn start_across_restarts(
+        server: &Server,
+        selector: &str,
+        restarts: bool,
+        mut check: impl FnMut(&[&Pod], bool) -> Result<(), String> + Send + 'static,
     ) -> PodWatch {
         let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
         let client = runtime.block_on(kube_client(server));
@@ -169,10 +184,12 @@ impl PodWatch {
             let mut observed = Observed {
                 states: 0,
                 violations: Vec::new(),
+                outages: 0,
             };
             let mut listed = Some(listed);
             let mut state: BTreeMap<String, Pod> = BTreeMap::new();
             let mut relist: BTreeMap<String, Pod> = BTreeMap::new();
+            let mut relisted = false;
             loop {
                 let event = tokio::select! {
                     _ = &mut stopped => break,
@@ -185,6 +202,7 @@ impl PodWatch {
                     }
                     Some(Ok(watcher::Event::InitDone)) => {
                         state = std::mem::take(&mut relist);
+                        relisted = true;
                         if let Some(listed) = listed.take() {
                             let _ = listed.send(());
                             continue; // the baseline
@@ -195,6 +213,10 @@ impl PodWatch {
                     }
                     Some(Ok(watcher::Event::Delete(pod))) => {
                         state.remove(pod.metadata.name.as_deref().unwrap_or_default());
+                    }
+                    Some(Err(_)) if restarts => {
+                        observed.outages += 1;
+                        continue;
                     }
                     Some(Err(e)) => {
                         observed.violations.push(format!("watch error: {e}"));
@@ -207,7 +229,7 @@ impl PodWatch {
                 }
                 let pods: Vec<&Pod> = state.values().collect();
                 observed.states += 1;
-                if let Err(what) = check(&pods) {
+                if let Err(what) = check(&pods, std::mem::take(&mut relisted)) {
                     observed.violations.push(what);
                 }
             }

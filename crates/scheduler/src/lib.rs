@@ -471,14 +471,28 @@ async fn bind(
         "metadata": {"name": name, "namespace": namespace, "uid": popped.pod.uid},
         "target": {"kind": "Node", "name": node},
     });
-    // VolumeBinding's PreBind: claims waiting for their first consumer learn the node.
-    let prebind = prebind::select_node_for_claims(client, &namespace, &popped.pod.claims, &node);
-    let result: Result<serde_json::Value, kube::Error> = match prebind.await {
-        Ok(()) => {
-            api.create_subresource("binding", &name, &PostParams::default(), &binding)
-                .await
-        }
-        Err(e) => Err(e),
+    // VolumeBinding's PreBind: claims waiting for their first consumer learn the node, and
+    // the pod waits for its claims to be bound.
+    let prebind = prebind::bind_claims(
+        client,
+        &namespace,
+        &popped.pod.claims,
+        &node,
+        prebind::BIND_TIMEOUT,
+    );
+    let result = match prebind.await {
+        Ok(()) => api
+            .create_subresource::<_, serde_json::Value>(
+                "binding",
+                &name,
+                &PostParams::default(),
+                &binding,
+            )
+            .await
+            .map_err(|e| format!("running Bind plugin \"DefaultBinder\": {}", api_message(&e))),
+        Err(message) => Err(format!(
+            "running PreBind plugin \"VolumeBinding\": {message}"
+        )),
     };
     match result {
         Ok(_) => {
@@ -487,8 +501,7 @@ async fn bind(
                 .record(&pod, "Normal", "Scheduled", "Binding", &message)
                 .await;
         }
-        Err(e) => {
-            let message = format!("running Bind plugin \"DefaultBinder\": {}", api_message(&e));
+        Err(message) => {
             tracing::debug!(pod = %name, %message, "binding failed");
             let retry = {
                 let mut state = shared.lock();
@@ -516,7 +529,7 @@ async fn bind(
 }
 
 /// The API's message for an API error, or the error itself.
-fn api_message(e: &kube::Error) -> String {
+pub(crate) fn api_message(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(status) => status.message.clone(),
         other => other.to_string(),

@@ -396,3 +396,71 @@ fn a_pod_that_comes_back_returns_to_the_node_holding_its_volume() {
         assert_eq!(scheduled_node(&server), node);
     }
 }
+
+#[test]
+fn a_pod_is_bound_to_its_node_only_once_its_claims_are_bound() {
+    let server = Server::start();
+    let node = local_node(&server);
+    // A class nobody provisions: its claims wait until an administrator supplies a volume.
+    apply(
+        &server,
+        "default",
+        r#"apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: manual
+provisioner: example.com/nobody
+volumeBindingMode: WaitForFirstConsumer
+"#,
+    );
+    apply(&server, "default", &claim_manifest("later", "manual"));
+    apply(&server, "default", &pod_manifest("waits", "later"));
+    // The scheduler chose the node and told the claim (PreBind), and waits for the volume.
+    wait_until("the claim's selected node", SETTLE, || {
+        let claim = server.get_json(&["get", "pvc", "later"]);
+        let selected = &claim["metadata"]["annotations"]["volume.kubernetes.io/selected-node"];
+        if selected == node.as_str() {
+            Ok(())
+        } else {
+            Err(claim["metadata"].to_string())
+        }
+    });
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let pod = server.get_json(&["get", "pod", "waits"]);
+    assert_eq!(pod["spec"]["nodeName"], Value::Null, "{pod:#}");
+    assert_eq!(pod["status"]["phase"], "Pending", "{pod:#}");
+
+    // A volume made for the claim binds it, and the pod goes to the node.
+    let dir = server.data_dir().join("manual-volume");
+    apply(
+        &server,
+        "default",
+        &format!(
+            r#"apiVersion: v1
+kind: PersistentVolume
+metadata:
+  name: pv-later
+spec:
+  storageClassName: manual
+  capacity:
+    storage: 1Gi
+  accessModes: [ReadWriteOnce]
+  hostPath:
+    path: {}
+  claimRef:
+    namespace: default
+    name: later
+"#,
+            dir.display()
+        ),
+    );
+    wait_bound(&server, "default", "later");
+    wait_until("the pod bound", SETTLE, || {
+        let pod = server.get_json(&["get", "pod", "waits"]);
+        if pod["spec"]["nodeName"] == node.as_str() {
+            Ok(())
+        } else {
+            Err(pod["status"].to_string())
+        }
+    });
+}

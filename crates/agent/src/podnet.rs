@@ -107,16 +107,16 @@ impl PodNetwork {
         // The host end first: a namespace still held by a process outlives `ip netns del`,
         // and so would the veth pair inside it.
         let veth = host_veth_name(pod_uid);
-        if Path::new(SYS_CLASS_NET).join(&veth).exists() {
-            if let Err(err) = run_ip(&["link", "del", &veth]) {
-                tracing::warn!(pod_uid, %err, "removing the pod's veth");
-            }
+        if Path::new(SYS_CLASS_NET).join(&veth).exists()
+            && let Err(err) = run_ip(&["link", "del", &veth])
+        {
+            tracing::warn!(pod_uid, %err, "removing the pod's veth");
         }
         let netns = netns_name(pod_uid);
-        if Path::new(NETNS_DIR).join(&netns).exists() {
-            if let Err(err) = run_ip(&["netns", "del", &netns]) {
-                tracing::warn!(pod_uid, %err, "removing the pod's network namespace");
-            }
+        if Path::new(NETNS_DIR).join(&netns).exists()
+            && let Err(err) = run_ip(&["netns", "del", &netns])
+        {
+            tracing::warn!(pod_uid, %err, "removing the pod's network namespace");
         }
     }
 }

@@ -15,7 +15,7 @@
 //!
 //! The work is done by shelling out to iproute2's `ip` (it must be on `PATH`; Debian/Ubuntu
 //! package `iproute2`), which needs root on Linux. Anywhere else [`PodNetwork::setup`] returns
-//! an error, which the runtime treats as "no network isolation here".
+//! an error, and the pod can only share the host's network.
 
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
@@ -69,7 +69,8 @@ impl PodNetwork {
         }
         check_pod_uid(pod_uid)?;
         let gateway = gateway(cidr)?;
-        if !cidr.contains(ip) || ip == gateway || ip == cidr.network {
+        let broadcast = Ipv4Addr::from(u32::from(cidr.network) | (u32::MAX >> cidr.prefix));
+        if !cidr.contains(ip) || [cidr.network, gateway, broadcast].contains(&ip) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
@@ -278,7 +279,7 @@ mod tests {
                 io::ErrorKind::InvalidInput
             );
         }
-        for ip in ["10.250.7.0", "10.250.7.1", "10.250.8.2"] {
+        for ip in ["10.250.7.0", "10.250.7.1", "10.250.7.255", "10.250.8.2"] {
             assert_eq!(invalid("pod", ip, cidr), io::ErrorKind::InvalidInput);
         }
         let tiny: Ipv4Cidr = "10.250.7.0/31".parse().unwrap();

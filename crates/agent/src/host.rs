@@ -14,7 +14,7 @@ use crate::node::{NodeProfile, status_changed};
 use crate::podcidr::Ipv4Cidr;
 use crate::podstatus::{PodRecord, pod_status};
 use crate::queue::WorkQueue;
-use crate::runtime::{Runtime, StatusChanges};
+use crate::runtime::{PodSandboxConfig, Runtime, StatusChanges};
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -451,7 +451,11 @@ impl Host {
             }
         }
         if !record.started && !record.is_terminal() && record.deletion_grace_seconds.is_none() {
-            self.runtime.start_pod(&pod, &self.changes);
+            let sandbox = PodSandboxConfig {
+                ip: record.ip,
+                cidr: entry.cidr,
+            };
+            self.runtime.start_pod(&pod, sandbox, &self.changes);
             record.started = true;
         }
         state.pods.insert(uid.clone(), record);

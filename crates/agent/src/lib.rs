@@ -21,6 +21,7 @@
 mod host;
 pub mod node;
 pub mod podcidr;
+pub mod process;
 pub mod podnet;
 mod podstatus;
 mod queue;
@@ -30,7 +31,8 @@ pub mod sim;
 pub use host::{HEARTBEAT_ANNOTATION, HeartbeatTimings};
 pub use node::{NodeProfile, SIMULATED_ANNOTATION};
 pub use podcidr::{Ipv4Cidr, run_pod_cidr_allocator};
-pub use runtime::{Runtime, RuntimePodStatus, StatusChanges};
+pub use process::ProcessRuntime;
+pub use runtime::{PodSandboxConfig, Runtime, RuntimePodStatus, StatusChanges};
 pub use sim::{SimRuntime, SimTiming};
 
 use futures::StreamExt;

@@ -217,7 +217,7 @@ pub(crate) fn pod_status(
     terminal: bool,
     now: &Time,
 ) -> PodStatus {
-    let pod_ip = if record.host_network {
+    let pod_ip = if record.host_network || runtime.is_some_and(|r| r.host_network) {
         host_ip
     } else {
         record.ip
@@ -467,6 +467,7 @@ mod tests {
             sandbox_ready: true,
             init_container_statuses: vec![],
             container_statuses: containers,
+            host_network: false,
         };
         let host = Some("172.16.0.1".parse().unwrap());
         let ready = pod_status(

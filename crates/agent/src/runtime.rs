@@ -8,7 +8,9 @@
 //! agent never polls its pods.
 
 use crate::queue::WorkQueue;
+use crate::podcidr::Ipv4Cidr;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +25,19 @@ pub struct RuntimePodStatus {
     pub init_container_statuses: Vec<ContainerStatus>,
     /// One status per `spec.containers` entry, in spec order.
     pub container_statuses: Vec<ContainerStatus>,
+    /// The pod could not get a network of its own and shares the node's: its IP is the
+    /// node's, as for a `hostNetwork` pod.
+    pub host_network: bool,
+}
+
+/// What the agent decided for a pod's sandbox before its containers start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PodSandboxConfig {
+    /// The pod's IP from the node's pod CIDR (`None` for a `hostNetwork` pod, or while the
+    /// node has no pod CIDR).
+    pub ip: Option<Ipv4Addr>,
+    /// The node's pod CIDR.
+    pub cidr: Option<Ipv4Cidr>,
 }
 
 /// Tells the agent that a pod's runtime status changed; cheap to clone.
@@ -30,6 +45,12 @@ pub struct RuntimePodStatus {
 pub struct StatusChanges(pub(crate) Arc<WorkQueue<String>>);
 
 impl StatusChanges {
+    /// Changes nobody receives, for driving a runtime without an agent (tests, tools), which
+    /// then polls [`Runtime::pod_status`].
+    pub fn unobserved() -> Self {
+        Self(Arc::new(WorkQueue::new()))
+    }
+
     /// Reports that the pod with this uid changed: the agent will read [`Runtime::pod_status`]
     /// again and write the pod's status if it differs.
     pub fn notify(&self, pod_uid: &str) {
@@ -45,8 +66,9 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Starts the pod's containers, or adopts them when the pod already ran before an agent
     /// restart (its `status.containerStatuses` tell what was running). Called once per pod
-    /// uid; `changes` is where to report later changes of this pod.
-    fn start_pod(&self, pod: &Pod, changes: &StatusChanges);
+    /// uid; `sandbox` holds the pod's network, `changes` is where to report later changes of
+    /// this pod.
+    fn start_pod(&self, pod: &Pod, sandbox: PodSandboxConfig, changes: &StatusChanges);
 
     /// Asks the pod's containers to stop (SIGTERM), killing those still running after
     /// `grace`. The runtime reports a change once every container has terminated.

@@ -19,7 +19,9 @@
 //! `sim-exit-after: 0s` with `sim-exit-code: "1"` crash-loops exactly as a failing container
 //! does. Init containers complete at once (sidecars, `restartPolicy: Always`, run and are ready).
 
-use crate::runtime::{CrashLoopBackOff, Runtime, RuntimePodStatus, StatusChanges, go_duration};
+use crate::runtime::{
+    CrashLoopBackOff, PodSandboxConfig, Runtime, RuntimePodStatus, StatusChanges, go_duration,
+};
 use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
     ContainerStatus, Pod,
@@ -169,7 +171,7 @@ impl Drop for SimRuntime {
     }
 }
 
-fn now_time() -> Time {
+pub(crate) fn now_time() -> Time {
     Time(
         jiff::Timestamp::from_second(jiff::Timestamp::now().as_second())
             .expect("now is a valid timestamp"),
@@ -177,7 +179,7 @@ fn now_time() -> Time {
 }
 
 /// A stable 64-hex-digit id from `parts`, shaped as a container runtime's ids.
-fn hex_id(parts: &[&str]) -> String {
+pub(crate) fn hex_id(parts: &[&str]) -> String {
     (0..4u8)
         .map(|seed| {
             let mut hasher = DefaultHasher::new();
@@ -468,7 +470,7 @@ impl Runtime for SimRuntime {
         SIM_RUNTIME_VERSION
     }
 
-    fn start_pod(&self, pod: &Pod, changes: &StatusChanges) {
+    fn start_pod(&self, pod: &Pod, _sandbox: PodSandboxConfig, changes: &StatusChanges) {
         let uid: Arc<str> = pod.metadata.uid.as_deref().unwrap_or_default().into();
         let spec = pod.spec.clone().unwrap_or_default();
         let reported = pod
@@ -630,6 +632,7 @@ impl Runtime for SimRuntime {
             sandbox_ready: true,
             init_container_statuses: pod.init.clone(),
             container_statuses: pod.containers.iter().map(|c| c.status.clone()).collect(),
+            host_network: false,
         })
     }
 }

@@ -99,7 +99,7 @@ impl Default for SimConfig {
 }
 
 /// The address of the interface holding the default route (no packet is sent), or loopback.
-fn default_ipv4() -> Ipv4Addr {
+pub(crate) fn default_ipv4() -> Ipv4Addr {
     let socket =
         std::net::UdpSocket::bind("0.0.0.0:0").and_then(|s| s.connect("192.0.2.1:80").map(|_| s));
     match socket.and_then(|s| s.local_addr()).map(|a| a.ip()) {

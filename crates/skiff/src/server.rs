@@ -4,7 +4,6 @@ use anyhow::{Context, Result};
 use clap::Args;
 use serde_json::{Value, json};
 use skiff_agent::podcidr;
-use skiff_agent::sim::{SimRuntime, SimTiming};
 use skiff_agent::{AgentConfig, HeartbeatTimings, SimConfig};
 use skiff_apiserver::{ApiServer, pki};
 use skiff_store::sqlite::SqliteStore;
@@ -36,6 +35,10 @@ pub struct ServerArgs {
     /// Run no local node: only the API, the scheduler and the controllers.
     #[arg(long)]
     no_local_node: bool,
+    /// What runs the local node's pods: real processes (`process`, kept under
+    /// `<data-dir>/agent`) or simulated ones (`sim`).
+    #[arg(long, value_enum, default_value = "process")]
+    local_runtime: crate::agent::RuntimeKind,
     /// Serve only the API: no scheduler, controllers or nodes (for API benchmarks, and as a
     /// light API server to test controllers against).
     #[arg(long)]
@@ -78,7 +81,7 @@ fn spawn_components(client: kube::Client, args: &ServerArgs, data_dir: &Path) {
         args.cluster_cidr,
     ));
     if !args.no_local_node {
-        let runtime = Arc::new(SimRuntime::new(SimTiming::default()));
+        let runtime = crate::agent::runtime(args.local_runtime, &client, data_dir.join("agent"));
         let agent = skiff_agent::run_node_agent(
             client.clone(),
             AgentConfig {

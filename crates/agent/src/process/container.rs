@@ -9,6 +9,7 @@ use super::spawn;
 use super::state::{ProcessRef, RunRecord};
 use super::volumes;
 use super::{MINIMUM_GRACE, PodContext, StopRequest, pod_hostname, waiting};
+use crate::podnet::PodNetwork;
 use crate::runtime::{CrashLoopBackOff, PodSandboxConfig, RuntimePodStatus, go_duration};
 use crate::sim::{hex_id, now_time};
 use k8s_openapi::api::core::v1::{
@@ -132,7 +133,7 @@ pub(super) async fn run_pod(
     if adopted.is_none() {
         discard_stale_runs(&pod);
     }
-    let netns = set_up_network(&pod, sandbox);
+    let netns = set_up_network(&pod, sandbox, adopted.is_some()).await;
     loop {
         let addresses = *pod.addresses.lock().unwrap();
         match volumes::prepare(pod.settings.client.as_ref(), &pod.pod, &pod.dir, addresses).await {
@@ -238,23 +239,51 @@ fn discard_stale_runs(pod: &PodContext) {
     });
 }
 
-/// The network namespace the pod's sandbox joins, or `None` for the host's network.
-fn set_up_network(pod: &PodContext, sandbox: PodSandboxConfig) -> Option<PathBuf> {
+/// Gives the pod its network: its own namespace on the node's bridge ([`PodNetwork`]) when
+/// it has an IP and the machine allows it, else the host's (with a warning, and the pod's IP
+/// is then the node's). Returns the network namespace for a new sandbox to join. An adopted
+/// sandbox keeps the network it has.
+async fn set_up_network(
+    pod: &PodContext,
+    sandbox: PodSandboxConfig,
+    adopted: bool,
+) -> Option<PathBuf> {
     let host_network = pod
         .pod
         .spec
         .as_ref()
         .is_some_and(|s| s.host_network == Some(true));
     let node_ip = pod.settings.node_ip;
+    let mut own = None;
     if !host_network {
-        tracing::debug!(pod = %pod.display, ip = ?sandbox.ip, "pod networks are not available: the pod shares the host's network");
-        pod.update(|status| status.host_network = true);
+        let fallback = pod.state.lock().unwrap().host_network_fallback;
+        own = match (sandbox.ip, sandbox.cidr) {
+            (Some(ip), Some(_)) if adopted && !fallback => Some((ip, None)),
+            (Some(ip), Some(cidr)) if !adopted && pod.settings.isolated => {
+                let uid = pod.uid.clone();
+                let setup =
+                    tokio::task::spawn_blocking(move || PodNetwork::setup(&uid, ip, cidr)).await;
+                match setup {
+                    Ok(Ok(network)) => Some((ip, Some(network.netns_path().to_path_buf()))),
+                    Ok(Err(err)) => {
+                        tracing::warn!(pod = %pod.display, %err,
+                            "no network of its own for the pod: it shares the host's");
+                        None
+                    }
+                    Err(_) => None,
+                }
+            }
+            _ => None,
+        };
+        let fallback = own.is_none();
+        pod.persist(|state| state.host_network_fallback = fallback);
+        pod.update(|status| status.host_network = fallback);
     }
     *pod.addresses.lock().unwrap() = env::PodAddresses {
-        pod_ip: node_ip,
+        pod_ip: own.as_ref().map(|(ip, _)| *ip).or(node_ip),
         host_ip: node_ip,
     };
-    None
+    own.and_then(|(_, netns)| netns)
 }
 
 /// Ends the pod: containers that never ran (or wait between runs) are reported terminated as
@@ -312,6 +341,11 @@ async fn finish(pod: &PodContext) {
         .chain(&spec.containers)
     {
         pod.cgroup(&container.name).remove();
+    }
+    let own_network = pod.addresses.lock().unwrap().pod_ip != pod.settings.node_ip;
+    if own_network {
+        let uid = pod.uid.clone();
+        let _ = tokio::task::spawn_blocking(move || PodNetwork::teardown(&uid)).await;
     }
     pod.persist(|state| {
         state.sandbox = None;

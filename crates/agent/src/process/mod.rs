@@ -56,7 +56,8 @@ pub struct ProcessConfig {
     pub root: PathBuf,
     /// Reads the ConfigMaps, Secrets and claims pods refer to.
     pub client: Option<kube::Client>,
-    /// The node's IP (`status.hostIP`).
+    /// The node's IP (`status.hostIP`); `None` finds the address of the default route's
+    /// interface, as the agent does.
     pub node_ip: Option<Ipv4Addr>,
 }
 
@@ -129,7 +130,7 @@ impl ProcessRuntime {
             settings: Arc::new(Settings {
                 root: config.root,
                 client: config.client,
-                node_ip: config.node_ip,
+                node_ip: Some(config.node_ip.unwrap_or_else(crate::default_ipv4)),
                 handle: tokio::runtime::Handle::current(),
                 isolated,
                 cgroups,

@@ -232,6 +232,16 @@ impl Drop for Server {
     }
 }
 
+/// The tests' pods use images (nginx, ...) without commands, which only the simulated runtime
+/// runs: the local node is simulated unless a test picks its runtime.
+fn local_runtime_default(extra_args: &[String]) -> &'static [&'static str] {
+    if extra_args.iter().any(|a| a.starts_with("--local-runtime")) {
+        &[]
+    } else {
+        &["--local-runtime", "sim"]
+    }
+}
+
 /// Starts `skiff server` and waits for `skiff server ready at <url> in <n> ms` followed by
 /// `kubeconfig: <path>`. Returns the child, the URL and the port.
 fn spawn_server(
@@ -249,6 +259,7 @@ fn spawn_server(
         .args(["server", "--data-dir"])
         .arg(data_dir)
         .args(["--listen", listen])
+        .args(local_runtime_default(extra_args))
         .args(extra_args)
         .env("SKIFF_LOG", "info")
         .stdin(Stdio::null())

@@ -197,15 +197,24 @@ impl ContainerCgroup {
             })
             .unwrap_or(0)
     }
+}
 
-    /// Removes the container's cgroup and, once empty, its pod's (no process may be left).
-    pub fn remove(&self) {
-        for dir in self.dirs() {
-            let _ = std::fs::remove_dir(&dir);
-            if let Some(pod_dir) = dir.parent() {
-                let _ = std::fs::remove_dir(pod_dir);
+/// Removes the cgroups of every container of pod `pod_uid`, then the pod's (none may hold a
+/// process any more).
+pub fn remove_pod(mode: &CgroupMode, pod_uid: &str) {
+    let roots = match mode {
+        CgroupMode::V2(root) => vec![root.clone()],
+        CgroupMode::V1 { memory, cpu } => vec![memory.clone(), cpu.clone()],
+        CgroupMode::Unavailable => vec![],
+    };
+    for root in roots {
+        let pod_dir = root.join("skiff").join(pod_uid);
+        for container in std::fs::read_dir(&pod_dir).into_iter().flatten().flatten() {
+            if container.path().is_dir() {
+                let _ = std::fs::remove_dir(container.path());
             }
         }
+        let _ = std::fs::remove_dir(&pod_dir);
     }
 }
 

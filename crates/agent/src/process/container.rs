@@ -1,7 +1,7 @@
 //! A pod's lifecycle: sandbox, volumes, init containers in order, then app containers, each
 //! supervised through its runs (restart policy, back-off, probes, graceful stop).
 
-use super::cgroup::{ContainerCgroup, Limits};
+use super::cgroup::{self, ContainerCgroup, Limits};
 use super::env::{self, EnvSources};
 use super::logs::{self, LogFile};
 use super::probes::{self, ProbeEvent, ProbeTarget};
@@ -333,16 +333,8 @@ async fn finish(pod: &PodContext) {
             }
         }
     }
-    let spec = pod.pod.spec.clone().unwrap_or_default();
-    for container in spec
-        .init_containers
-        .iter()
-        .flatten()
-        .chain(&spec.containers)
-    {
-        pod.cgroup(&container.name).remove();
-    }
-    let own_network = pod.addresses.lock().unwrap().pod_ip != pod.settings.node_ip;
+    cgroup::remove_pod(&pod.settings.cgroups, &pod.uid);
+    let own_network = !pod.state.lock().unwrap().host_network_fallback;
     if own_network {
         let uid = pod.uid.clone();
         let _ = tokio::task::spawn_blocking(move || PodNetwork::teardown(&uid)).await;

@@ -30,6 +30,7 @@ pub mod spawn;
 pub mod state;
 pub mod volumes;
 
+use crate::podnet::PodNetwork;
 use crate::runtime::{PodSandboxConfig, Runtime, RuntimePodStatus, StatusChanges};
 use cgroup::{CgroupMode, ContainerCgroup};
 use env::PodAddresses;
@@ -91,12 +92,15 @@ struct PodHandle {
 /// Runs pods' containers as local processes; see the module documentation.
 pub struct ProcessRuntime {
     settings: Arc<Settings>,
-    pods: Mutex<HashMap<String, PodHandle>>,
+    pods: Arc<Mutex<HashMap<String, PodHandle>>>,
+    /// Removes what earlier agents left of pods this one is not given.
+    sweeper: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for ProcessRuntime {
     /// Stops supervising; the processes keep running for the next agent to adopt.
     fn drop(&mut self) {
+        self.sweeper.abort();
         for handle in self.pods.lock().unwrap().values() {
             handle.task.abort();
         }
@@ -126,16 +130,20 @@ impl ProcessRuntime {
         } else {
             CgroupMode::Unavailable
         };
+        let settings = Arc::new(Settings {
+            root: config.root,
+            client: config.client,
+            node_ip: Some(config.node_ip.unwrap_or_else(crate::default_ipv4)),
+            handle: tokio::runtime::Handle::current(),
+            isolated,
+            cgroups,
+        });
+        let pods = Arc::new(Mutex::new(HashMap::new()));
+        let sweeper = tokio::spawn(sweep_orphans(settings.clone(), pods.clone()));
         Self {
-            settings: Arc::new(Settings {
-                root: config.root,
-                client: config.client,
-                node_ip: Some(config.node_ip.unwrap_or_else(crate::default_ipv4)),
-                handle: tokio::runtime::Handle::current(),
-                isolated,
-                cgroups,
-            }),
-            pods: Mutex::new(HashMap::new()),
+            settings,
+            pods,
+            sweeper,
         }
     }
 
@@ -146,6 +154,40 @@ impl ProcessRuntime {
 
     fn pod(&self, uid: &str) -> Option<Arc<PodContext>> {
         self.pods.lock().unwrap().get(uid).map(|h| h.pod.clone())
+    }
+}
+
+/// How long after it starts the runtime waits for the agent to hand it every pod it still
+/// runs before removing the others (deleted while no agent ran).
+const ORPHAN_SWEEP_DELAY: Duration = Duration::from_secs(60);
+
+/// Once the agent had time to start its pods, kills and removes the pods under the root
+/// directory that it did not start: their API objects went while no agent watched.
+async fn sweep_orphans(settings: Arc<Settings>, pods: Arc<Mutex<HashMap<String, PodHandle>>>) {
+    tokio::time::sleep(ORPHAN_SWEEP_DELAY).await;
+    let Ok(entries) = std::fs::read_dir(settings.root.join("pods")) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let uid = entry.file_name().to_string_lossy().into_owned();
+        if pods.lock().unwrap().contains_key(&uid) {
+            continue;
+        }
+        let state = PodState::load(&entry.path()).unwrap_or_default();
+        tracing::info!(pod_uid = %uid, "removing a pod the agent no longer runs");
+        for run in state.runs.values().filter(|r| r.process.is_alive()) {
+            spawn::signal_group(run.process.pid, libc::SIGKILL);
+        }
+        if let Some(sandbox) = state.sandbox.filter(state::ProcessRef::is_alive) {
+            spawn::signal_process(sandbox.pid, libc::SIGKILL);
+            spawn::wait_adopted(sandbox.pid).await;
+        }
+        cgroup::remove_pod(&settings.cgroups, &uid);
+        if !state.host_network_fallback {
+            let network_uid = uid.clone();
+            let _ = tokio::task::spawn_blocking(move || PodNetwork::teardown(&network_uid)).await;
+        }
+        let _ = std::fs::remove_dir_all(entry.path());
     }
 }
 

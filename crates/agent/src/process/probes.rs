@@ -157,12 +157,15 @@ async fn http_get<'a>(
         .write_all(request.as_bytes())
         .await
         .map_err(|e| format!("Get \"{url}\": {e}"))?;
-    let mut head = [0u8; 64];
-    let read = stream
-        .read(&mut head)
+    // Upstream reads up to 10 KiB of the response; reading it (rather than dropping the
+    // connection with data unread, which resets it) spares the server an error.
+    let mut response = Vec::new();
+    (&mut stream)
+        .take(10 * 1024)
+        .read_to_end(&mut response)
         .await
         .map_err(|e| format!("Get \"{url}\": {e}"))?;
-    let status_line = String::from_utf8_lossy(&head[..read]);
+    let status_line = String::from_utf8_lossy(&response[..response.len().min(64)]);
     let code: u16 = status_line
         .split_whitespace()
         .nth(1)

@@ -14,6 +14,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+/// A file of a projected volume: its path in the volume, content and mode (`None`: the
+/// volume's default).
+type ProjectedFile = (String, Vec<u8>, Option<i32>);
+
 /// Upstream's default file mode of projected files (`0644`).
 const DEFAULT_MODE: i32 = 0o644;
 
@@ -66,7 +70,7 @@ async fn prepare_one(
         return claim_path(client, pod, &claim.claim_name).await;
     }
     std::fs::create_dir_all(&own_dir).map_err(fail)?;
-    let mut files: Vec<(String, Vec<u8>, Option<i32>)> = Vec::new();
+    let mut files: Vec<ProjectedFile> = Vec::new();
     let mut default_mode = DEFAULT_MODE;
     if let Some(source) = &volume.config_map {
         default_mode = source.default_mode.unwrap_or(DEFAULT_MODE);
@@ -137,7 +141,7 @@ fn project(
     data: BTreeMap<String, Vec<u8>>,
     items: Option<&[KeyToPath]>,
     missing_key: &str,
-) -> Result<Vec<(String, Vec<u8>, Option<i32>)>, VolumeError> {
+) -> Result<Vec<ProjectedFile>, VolumeError> {
     match items {
         None => Ok(data.into_iter().map(|(k, v)| (k, v, None)).collect()),
         Some(items) => items

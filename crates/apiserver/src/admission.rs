@@ -30,8 +30,28 @@ pub fn admit_create(info: &ResourceInfo, object: &mut Value, cache: &Cache) {
                 .unwrap_or_default();
             let classes: Vec<Value> = classes.iter().map(|c| c.value()).collect();
             default_storage_class(object, &classes);
+            add_finalizer(object, PVC_PROTECTION_FINALIZER);
         }
+        "PersistentVolume" => add_finalizer(object, PV_PROTECTION_FINALIZER),
         _ => {}
+    }
+}
+
+/// The finalizer that keeps a claim while pods use it.
+const PVC_PROTECTION_FINALIZER: &str = "kubernetes.io/pvc-protection";
+/// The finalizer that keeps a volume while it is bound.
+const PV_PROTECTION_FINALIZER: &str = "kubernetes.io/pv-protection";
+
+/// Upstream's `StorageObjectInUseProtection`: new claims and volumes carry the finalizer by
+/// which the protection controllers hold their deletion while they are in use.
+fn add_finalizer(object: &mut Value, finalizer: &str) {
+    let finalizers = &mut object["metadata"]["finalizers"];
+    if !finalizers.is_array() {
+        *finalizers = json!([]);
+    }
+    let list = finalizers.as_array_mut().expect("an array");
+    if !list.iter().any(|f| f == finalizer) {
+        list.push(finalizer.into());
     }
 }
 
@@ -115,6 +135,23 @@ fn default_toleration_seconds(pod: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn claims_and_volumes_get_their_protection_finalizer_once() {
+        let mut claim = json!({"metadata": {"finalizers": ["example.com/keep"]}});
+        add_finalizer(&mut claim, PVC_PROTECTION_FINALIZER);
+        add_finalizer(&mut claim, PVC_PROTECTION_FINALIZER);
+        assert_eq!(
+            claim["metadata"]["finalizers"],
+            json!(["example.com/keep", "kubernetes.io/pvc-protection"])
+        );
+        let mut volume = json!({"metadata": {"name": "pv"}});
+        add_finalizer(&mut volume, PV_PROTECTION_FINALIZER);
+        assert_eq!(
+            volume["metadata"]["finalizers"],
+            json!(["kubernetes.io/pv-protection"])
+        );
+    }
 
     #[test]
     fn adds_both_tolerations_once() {

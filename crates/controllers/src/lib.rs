@@ -56,6 +56,7 @@ pub fn spawn_all(client: kube::Client, config: ControllersConfig) {
     tokio::spawn(statefulset::run(client.clone(), pods.clone()));
     tokio::spawn(volume::persistentvolume::run(client.clone()));
     tokio::spawn(volume::localpath::run(client.clone(), config.storage));
+    tokio::spawn(volume::protection::run(client.clone(), pods.clone()));
     let service_pods = endpoint::informer::ServicePods::start(client.clone(), &pods);
     tokio::spawn(endpoint::run(client.clone(), service_pods.clone()));
     tokio::spawn(endpointslice::run(client.clone(), service_pods));

@@ -11,7 +11,7 @@
 use crate::replicaset::ranking::POD_DELETION_COST;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Container, ContainerPort, ContainerStatus, Pod, PodCondition};
-use k8s_openapi::api::core::v1::{PodIP, PodSpec, PodStatus};
+use k8s_openapi::api::core::v1::{PodIP, PodSpec, PodStatus, Volume};
 use kube::Client;
 use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
@@ -170,8 +170,9 @@ impl Subscriber {
 /// - metadata, but for managed fields and annotations other than the deletion cost
 ///   (ReplicaSet ranking);
 /// - `spec.nodeName` (ReplicaSet ranking, DaemonSet, pod GC, endpoints), `spec.affinity` (by
-///   which an unbound daemon pod names its node), `hostname` and `subdomain` (endpoints), and
-///   containers only for their named ports (endpoints' `targetPort` by name);
+///   which an unbound daemon pod names its node), `hostname` and `subdomain` (endpoints),
+///   containers only for their named ports (endpoints' `targetPort` by name), and volumes only
+///   for the claims they mount (claim protection);
 /// - `status.phase`, `reason` (pod GC), pod IPs (endpoints), the Ready condition without its
 ///   texts (readiness and availability), and restart counts (ReplicaSet ranking).
 pub fn slim_pod(pod: &mut Pod) {
@@ -191,6 +192,17 @@ pub fn slim_pod(pod: &mut Pod) {
         subdomain: spec.subdomain,
         containers: named_ports_only(spec.containers),
         init_containers: init_containers.filter(|c| !c.is_empty()),
+        volumes: spec.volumes.map(|volumes| {
+            volumes
+                .into_iter()
+                .filter(|v| v.persistent_volume_claim.is_some())
+                .map(|v| Volume {
+                    name: v.name,
+                    persistent_volume_claim: v.persistent_volume_claim,
+                    ..Default::default()
+                })
+                .collect()
+        }),
         ..Default::default()
     });
     let status = pod.status.take().unwrap_or_default();
@@ -369,7 +381,9 @@ mod tests {
                      "containers": [{"name": "c", "image": "nginx",
                                      "ports": [{"name": "http", "containerPort": 80, "protocol": "TCP"},
                                                {"containerPort": 81}]},
-                                    {"name": "d", "image": "x"}]},
+                                    {"name": "d", "image": "x"}],
+                     "volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": "data"}},
+                                 {"name": "e", "emptyDir": {}}]},
             "status": {"phase": "Failed", "reason": "Evicted", "hostIP": "10.0.0.9",
                        "podIP": "10.0.0.1", "podIPs": [{"ip": "10.0.0.1"}],
                        "conditions": [{"type": "Ready", "status": "True", "message": "m", "reason": "r",
@@ -391,7 +405,8 @@ mod tests {
                 "spec": {"nodeName": "n1", "hostname": "h", "subdomain": "s",
                          "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
                              {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]}]}}},
-                         "containers": [{"name": "", "ports": [{"name": "http", "containerPort": 80, "protocol": "TCP"}]}]},
+                         "containers": [{"name": "", "ports": [{"name": "http", "containerPort": 80, "protocol": "TCP"}]}],
+                         "volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": "data"}}]},
                 "status": {"phase": "Failed", "reason": "Evicted", "podIP": "10.0.0.1", "podIPs": [{"ip": "10.0.0.1"}],
                            "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2025-01-01T00:00:05Z"}],
                            "containerStatuses": [{"name": "", "image": "", "imageID": "", "ready": false, "restartCount": 3}]}

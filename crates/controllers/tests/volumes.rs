@@ -1,26 +1,32 @@
 //! The PersistentVolume controller and the local-path provisioner against an in-process API
 //! server (which starts with the default `standard` class, WaitForFirstConsumer): static
 //! binding and `Retain`, provisioning once a node is selected with the directory on the local
-//! node, deletion of the volume and its directory under `Delete`, and Immediate classes.
+//! node, deletion of the volume and its directory under `Delete`, Immediate classes, and the
+//! protection of claims in use and bound volumes.
 
 mod common;
 
 use common::{api_server, eventually};
-use k8s_openapi::api::core::v1::{Event, PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{Event, PersistentVolume, PersistentVolumeClaim, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use skiff_controllers::volume::{StorageConfig, localpath, persistentvolume};
+use skiff_controllers::sharedpods::SharedPods;
+use skiff_controllers::volume::{StorageConfig, localpath, persistentvolume, protection};
 use std::path::PathBuf;
 
 /// The node the provisioner treats as its own.
 const LOCAL_NODE: &str = "node-1";
 
-/// An API server with both storage controllers, keeping volumes under a fresh directory.
+/// An API server with the storage controllers, keeping volumes under a fresh directory.
 async fn start() -> (Client, PathBuf) {
     let client = api_server().await;
     let data_dir = std::env::temp_dir().join(format!("skiff-volumes-{}", uuid_like()));
     tokio::spawn(persistentvolume::run(client.clone()));
+    tokio::spawn(protection::run(
+        client.clone(),
+        SharedPods::start(client.clone()),
+    ));
     tokio::spawn(localpath::run(
         client.clone(),
         StorageConfig {
@@ -365,9 +371,21 @@ async fn a_claim_naming_its_volume_binds_it_and_is_lost_without_it() {
         "yes"
     );
 
-    // The volume goes away under the claim: Lost, said once.
+    // A bound volume is protected from deletion; an administrator who removes the finalizer
+    // takes it away under the claim: Lost, said once.
     volumes
         .delete("chosen", &DeleteParams::default())
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let kept = volumes.get("chosen").await.unwrap();
+    assert!(kept.metadata.deletion_timestamp.is_some());
+    volumes
+        .patch(
+            "chosen",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+        )
         .await
         .unwrap();
     wait_for_claim_phase(&claims, "picky", "Lost").await;
@@ -377,4 +395,77 @@ async fn a_claim_naming_its_volume_binds_it_and_is_lost_without_it() {
         Some("Bound claim has lost its PersistentVolume. Data on the volume is lost!")
     );
     assert_eq!(lost.type_.as_deref(), Some("Warning"));
+}
+
+#[tokio::test]
+async fn a_claim_in_use_and_its_bound_volume_wait_for_their_users() {
+    let (client, _data_dir) = start().await;
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), "default");
+    let volumes: Api<PersistentVolume> = Api::all(client.clone());
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let volume: PersistentVolume = serde_json::from_value(json!({
+        "metadata": {"name": "pv-kept"},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                 "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "",
+                 "hostPath": {"path": "/tmp/pv-kept"}}
+    }))
+    .unwrap();
+    volumes
+        .create(&PostParams::default(), &volume)
+        .await
+        .unwrap();
+    let claim: PersistentVolumeClaim = serde_json::from_value(json!({
+        "metadata": {"name": "used"},
+        "spec": {"storageClassName": "", "volumeName": "pv-kept", "accessModes": ["ReadWriteOnce"],
+                 "resources": {"requests": {"storage": "1Gi"}}}
+    }))
+    .unwrap();
+    claims.create(&PostParams::default(), &claim).await.unwrap();
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "user"},
+        "spec": {"containers": [{"name": "c", "image": "nginx"}],
+                 "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "used"}}]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    eventually("the claim bound", || async {
+        let claim = claims.get("used").await.unwrap();
+        let phase = claim.status.and_then(|s| s.phase);
+        (phase.as_deref() == Some("Bound")).then_some(())
+    })
+    .await;
+    assert_eq!(
+        claims.get("used").await.unwrap().finalizers(),
+        ["kubernetes.io/pvc-protection"]
+    );
+    assert_eq!(
+        volumes.get("pv-kept").await.unwrap().finalizers(),
+        ["kubernetes.io/pv-protection"]
+    );
+
+    // Deleting both while the pod runs: they stay, marked for deletion.
+    claims
+        .delete("used", &DeleteParams::default())
+        .await
+        .unwrap();
+    volumes
+        .delete("pv-kept", &DeleteParams::default())
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let claim = claims.get("used").await.unwrap();
+    assert!(claim.metadata.deletion_timestamp.is_some());
+    assert_eq!(claim.finalizers(), ["kubernetes.io/pvc-protection"]);
+    assert!(volumes.get("pv-kept").await.is_ok(), "a bound volume stays");
+
+    // The pod goes: the claim goes, the volume is released and goes too.
+    pods.delete("user", &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    eventually("the claim and the volume gone", || async {
+        let claim = claims.get_opt("used").await.unwrap();
+        let volume = volumes.get_opt("pv-kept").await.unwrap();
+        (claim.is_none() && volume.is_none()).then_some(())
+    })
+    .await;
 }

@@ -436,6 +436,11 @@ fn decide(state: &mut State, config: &SchedulerConfig, now: Instant) -> Step {
             state
                 .snapshot
                 .place_pod(&popped.pod.uid, &node, popped.pod.requests, false);
+            state.snapshot.volumes.assume_selected_node(
+                &popped.pod.namespace,
+                &popped.pod.claims,
+                &node,
+            );
             state.binding.insert(popped.pod.uid.clone(), None);
             Step::Bind(Box::new(popped), node)
         }

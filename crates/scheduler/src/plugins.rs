@@ -39,6 +39,10 @@ pub const REASON_UNSCHEDULABLE: &str = "node(s) were unschedulable";
 pub const REASON_NODE_AFFINITY: &str = "node(s) didn't match Pod's node affinity/selector";
 /// The VolumeBinding filter's reason for a bound volume whose node affinity excludes the node.
 pub const REASON_VOLUME_NODE_CONFLICT: &str = "node(s) had volume node affinity conflict";
+/// The VolumeBinding filter's reason for an unbound claim whose volume is being made for
+/// another node (upstream's `ErrReasonBindConflict`).
+pub const REASON_VOLUME_BIND_CONFLICT: &str =
+    "node(s) didn't find available persistent volumes to bind";
 /// The VolumeBinding filter's reason for a claim bound to a volume that does not exist.
 pub const REASON_VOLUME_MISSING: &str =
     "node(s) unavailable due to one or more pvc(s) bound to non-existent pv(s)";
@@ -140,16 +144,22 @@ pub fn resources_fit(pod: &PodInfo, node: &NodeInfo) -> Result<(), Rejection> {
     }
 }
 
-/// VolumeBinding, for claims already bound: the bound volume must exist and its node
-/// affinity must match the node. Unbound claims are left to the storage work (volume
-/// binding on first consumer); they do not restrict nodes here.
+/// VolumeBinding: a bound claim's volume must exist and its node affinity must match the
+/// node; an unbound claim whose volume is being made for a selected node (it waits for its
+/// first consumer) allows only that node. Other unbound claims do not restrict nodes.
 pub fn volume_binding(pod: &PodInfo, node: &NodeFacts, volumes: &Volumes) -> Result<(), Rejection> {
     for claim in &pod.claims {
-        let Some(volume_name) = volumes
-            .claims
-            .get(&format!("{}/{claim}", pod.namespace))
-            .and_then(|c| c.volume_name.as_ref())
-        else {
+        let Some(facts) = volumes.claims.get(&format!("{}/{claim}", pod.namespace)) else {
+            continue;
+        };
+        let Some(volume_name) = facts.volume_name.as_ref() else {
+            if facts
+                .selected_node
+                .as_ref()
+                .is_some_and(|n| *n != node.name)
+            {
+                return Err(Rejection::unresolvable(REASON_VOLUME_BIND_CONFLICT));
+            }
             continue;
         };
         match volumes.volumes.get(volume_name) {
@@ -613,6 +623,12 @@ mod tests {
         volumes
             .claims
             .insert("ns/unbound".into(), ClaimFacts::default());
+        let selected = |node: &str| ClaimFacts {
+            selected_node: Some(node.into()),
+            ..Default::default()
+        };
+        volumes.claims.insert("ns/for-n1".into(), selected("n1"));
+        volumes.claims.insert("ns/for-n2".into(), selected("n2"));
         volumes.claims.insert(
             "ns/going".into(),
             ClaimFacts {
@@ -632,6 +648,12 @@ mod tests {
             (json!({}), Ok(Candidates::All), Ok(())),
             (claiming("anywhere"), Ok(Candidates::All), Ok(())),
             (claiming("unbound"), Ok(Candidates::All), Ok(())),
+            (claiming("for-n1"), Ok(Candidates::All), Ok(())),
+            (
+                claiming("for-n2"),
+                Ok(Candidates::All),
+                rejected(REASON_VOLUME_BIND_CONFLICT),
+            ),
             (
                 claiming("local"),
                 Ok(Candidates::All),

@@ -98,6 +98,22 @@ pub struct Volumes {
     pub volumes: HashMap<String, Option<NodeSelector>>,
 }
 
+impl Volumes {
+    /// Records that a pod's unbound claims get their volumes on `node` (upstream's assumed
+    /// claims), so that pods sharing them are placed there too before the claims' own
+    /// `selected-node` annotations are seen.
+    pub fn assume_selected_node(&mut self, namespace: &str, claims: &[String], node: &str) {
+        for claim in claims {
+            if let Some(facts) = self.claims.get_mut(&format!("{namespace}/{claim}"))
+                && facts.volume_name.is_none()
+                && facts.selected_node.is_none()
+            {
+                facts.selected_node = Some(node.to_owned());
+            }
+        }
+    }
+}
+
 /// What the volume filter needs from a PersistentVolumeClaim.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClaimFacts {
@@ -107,6 +123,10 @@ pub struct ClaimFacts {
     pub deleting: bool,
     /// `status.phase` is Lost.
     pub lost: bool,
+    /// The node chosen for the claim's volume while it is unbound
+    /// (`volume.kubernetes.io/selected-node`), or assumed by this scheduler for a pod it is
+    /// binding.
+    pub selected_node: Option<String>,
 }
 
 impl ClaimFacts {
@@ -120,6 +140,12 @@ impl ClaimFacts {
                 .filter(|v| !v.is_empty()),
             deleting: claim.metadata.deletion_timestamp.is_some(),
             lost: claim.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Lost"),
+            selected_node: claim
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(crate::prebind::SELECTED_NODE_ANNOTATION))
+                .cloned(),
         }
     }
 }

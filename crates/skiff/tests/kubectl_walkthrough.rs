@@ -156,6 +156,15 @@ fn create_namespace_then_list_it() {
 fn apply_seed_deployment_then_get_wide_and_all() {
     let server = Server::start();
     apply_seed_deployment(&server, "data");
+    // Settled first, so that the object and the table describe the same status.
+    server.ok(&[
+        "rollout",
+        "status",
+        "deploy/nginx-deployment",
+        "-n",
+        "data",
+        "--timeout=60s",
+    ]);
     let object = server.get_json(&["get", "deploy", "nginx-deployment", "-n", "data"]);
 
     let table = parse_table(&server.ok(&["get", "deploy", "-n", "data"]));

@@ -464,3 +464,52 @@ spec:
         }
     });
 }
+
+#[test]
+fn a_claim_in_use_stays_terminating_until_its_pods_are_gone() {
+    let server = Server::start();
+    local_node(&server);
+    apply_seed_deployment(&server, "data");
+    wait_bound(&server, "data", "demo-volume-claim");
+    let claim = server.get_json(&["get", "pvc", "demo-volume-claim", "-n", "data"]);
+    assert_eq!(
+        claim["metadata"]["finalizers"],
+        serde_json::json!(["kubernetes.io/pvc-protection"])
+    );
+    let volume = claim["spec"]["volumeName"].as_str().unwrap().to_owned();
+    let pv = server.get_json(&["get", "pv", &volume]);
+    assert_eq!(
+        pv["metadata"]["finalizers"],
+        serde_json::json!(["kubernetes.io/pv-protection"])
+    );
+
+    assert_eq!(
+        server.ok(&[
+            "delete",
+            "pvc",
+            "demo-volume-claim",
+            "-n",
+            "data",
+            "--wait=false"
+        ]),
+        "persistentvolumeclaim \"demo-volume-claim\" deleted\n"
+    );
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let table = parse_table(&server.ok(&["get", "pvc", "-n", "data"]));
+    assert_eq!(
+        cell(row(&table, "demo-volume-claim"), "STATUS"),
+        "Terminating"
+    );
+
+    // The Deployment's pods go, and with them the claim and (class Delete) its volume.
+    server.ok(&["delete", "deploy", "nginx-deployment", "-n", "data"]);
+    wait_until("the claim and its volume gone", SETTLE, || {
+        let claims = server.ok(&["get", "pvc", "-n", "data", "-o", "name"]);
+        let volumes = server.ok(&["get", "pv", "-o", "name"]);
+        if claims.is_empty() && !volumes.contains(&volume) {
+            Ok(())
+        } else {
+            Err(format!("{claims}{volumes}"))
+        }
+    });
+}

@@ -3,13 +3,17 @@
 //! reclaims released volumes ([`persistentvolume`]); the built-in provisioner makes one
 //! directory per volume under the data directory ([`localpath`]).
 //!
-//! The two talk only through the API, as upstream's controller and an external provisioner
+//! Claims in use and bound volumes are protected from deletion by finalizers
+//! ([`protection`]).
+//!
+//! The binder and the provisioner talk only through the API, as upstream's controller and an external provisioner
 //! do: the binder marks a claim with `volume.kubernetes.io/storage-provisioner`, the
 //! provisioner creates a volume pre-bound to the claim, the binder binds them; once the claim
 //! is gone the binder marks the volume `Released` and the provisioner deletes it.
 
 pub mod localpath;
 pub mod persistentvolume;
+pub mod protection;
 
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use std::path::PathBuf;

@@ -12,6 +12,57 @@ use std::time::{Duration, Instant};
 
 const TIMEOUT: Duration = Duration::from_secs(20);
 
+/// A runtime root directory that, when a failed test drops it with pods left, kills their
+/// processes (so that no test leaks processes, whatever happens).
+struct Root(tempfile::TempDir);
+
+impl Root {
+    fn new() -> Self {
+        Self(tempfile::tempdir().unwrap())
+    }
+
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for Root {
+    fn drop(&mut self) {
+        let pods = std::fs::read_dir(self.path().join("pods"))
+            .into_iter()
+            .flatten();
+        for pod in pods.flatten() {
+            let Ok(state) = std::fs::read(pod.path().join("state.json")) else {
+                continue;
+            };
+            let state: Value = serde_json::from_slice(&state).unwrap_or_default();
+            let runs = state["runs"].as_object().cloned().unwrap_or_default();
+            let processes = runs
+                .values()
+                .map(|r| &r["process"])
+                .chain([&state["sandbox"]]);
+            for process in processes {
+                let (Some(pid), Some(started)) =
+                    (process["pid"].as_i64(), process["start_time"].as_u64())
+                else {
+                    continue;
+                };
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                let start_time = stat
+                    .rsplit_once(')')
+                    .and_then(|(_, f)| f.split_whitespace().nth(19)?.parse().ok());
+                if start_time == Some(started) {
+                    // SAFETY: kill has no memory-safety preconditions; the pid is checked above.
+                    unsafe {
+                        libc::kill(-(pid as i32), libc::SIGKILL);
+                        libc::kill(pid as i32, libc::SIGKILL);
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn runtime(root: &Path) -> ProcessRuntime {
     ProcessRuntime::new(ProcessConfig {
         root: root.to_path_buf(),
@@ -118,7 +169,7 @@ async fn remove(runtime: &ProcessRuntime, root: &Path, pod: &Pod) {
 
 #[tokio::test]
 async fn a_command_runs_and_reports_its_exit_code_and_output() {
-    let root = tempfile::tempdir().unwrap();
+    let root = Root::new();
     let runtime = runtime(root.path());
     let pod = pod(
         "exits",
@@ -153,7 +204,7 @@ async fn a_command_runs_and_reports_its_exit_code_and_output() {
 
 #[tokio::test]
 async fn a_container_without_command_waits_with_create_container_error() {
-    let root = tempfile::tempdir().unwrap();
+    let root = Root::new();
     let runtime = runtime(root.path());
     let pod = pod("nginx", json!({}));
     start(&runtime, &pod);
@@ -176,7 +227,7 @@ async fn a_container_without_command_waits_with_create_container_error() {
 
 #[tokio::test]
 async fn stop_sends_sigterm_then_sigkill_after_the_grace_period() {
-    let root = tempfile::tempdir().unwrap();
+    let root = Root::new();
     let runtime = runtime(root.path());
     let polite = pod(
         "polite",
@@ -219,7 +270,7 @@ async fn stop_sends_sigterm_then_sigkill_after_the_grace_period() {
 
 #[tokio::test]
 async fn restart_policy_always_crash_loops_with_back_off() {
-    let root = tempfile::tempdir().unwrap();
+    let root = Root::new();
     let runtime = runtime(root.path());
     let pod = pod(
         "crash",
@@ -249,7 +300,7 @@ async fn restart_policy_always_crash_loops_with_back_off() {
 
 #[tokio::test]
 async fn on_failure_restarts_until_success() {
-    let root = tempfile::tempdir().unwrap();
+    let root = Root::new();
     let runtime = runtime(root.path());
     // The first run fails, the second (restartCount 1) finds the marker and succeeds.
     let marker = root.path().join("ran-once");
@@ -269,7 +320,7 @@ async fn on_failure_restarts_until_success() {
 
 #[tokio::test]
 async fn init_containers_run_in_order_before_app_containers() {
-    let root = tempfile::tempdir().unwrap();
+    let root = Root::new();
     let runtime = runtime(root.path());
     let shared = root.path().join("shared");
     std::fs::create_dir(&shared).unwrap();
@@ -325,7 +376,7 @@ async fn init_containers_run_in_order_before_app_containers() {
 
 #[tokio::test]
 async fn a_container_over_its_memory_limit_is_oom_killed() {
-    let root = tempfile::tempdir().unwrap();
+    let root = Root::new();
     let runtime = runtime(root.path());
     if !runtime.is_isolated() {
         return;
@@ -347,7 +398,7 @@ async fn a_container_over_its_memory_limit_is_oom_killed() {
 
 #[tokio::test]
 async fn pods_have_their_own_hostname_pids_and_volumes() {
-    let root = tempfile::tempdir().unwrap();
+    let root = Root::new();
     let runtime = runtime(root.path());
     if !runtime.is_isolated() {
         return;
@@ -383,7 +434,7 @@ async fn pods_have_their_own_hostname_pids_and_volumes() {
 
 #[tokio::test]
 async fn exec_runs_inside_the_container() {
-    let root = tempfile::tempdir().unwrap();
+    let root = Root::new();
     let runtime = runtime(root.path());
     let pod = pod(
         "shell",
@@ -421,7 +472,7 @@ async fn exec_runs_inside_the_container() {
 
 #[tokio::test]
 async fn a_new_runtime_on_the_same_root_adopts_running_pods() {
-    let root = tempfile::tempdir().unwrap();
+    let root = Root::new();
     let pod = pod(
         "adopted",
         json!({"restartPolicy": "Always", "containers": [{"name": "c", "command": ["sh", "-c", "echo started; sleep 30"]}]}),
@@ -462,4 +513,73 @@ async fn a_new_runtime_on_the_same_root_adopts_running_pods() {
             .starts_with('Z')
     });
     assert!(!alive, "the adopted process is gone");
+}
+
+/// A TCP port nobody listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn readiness_probes_drive_ready_and_failed_liveness_restarts() {
+    let root = Root::new();
+    let runtime = runtime(root.path());
+    let port = free_port();
+    let server = pod(
+        "ready",
+        json!({"restartPolicy": "Always", "containers": [{"name": "c",
+            "command": ["python3", "-m", "http.server", port.to_string(), "--bind", "127.0.0.1"],
+            "readinessProbe": {"httpGet": {"path": "/", "port": port}, "periodSeconds": 1}}]}),
+    );
+    start(&runtime, &server);
+    let running_status = wait_for(&runtime, &server, "running", running).await;
+    assert!(
+        !running_status.container_statuses[0].ready,
+        "not ready before the probe succeeds"
+    );
+    wait_for(&runtime, &server, "ready", |s| {
+        s.container_statuses[0].ready
+    })
+    .await;
+
+    let unhealthy = pod(
+        "unhealthy",
+        json!({"restartPolicy": "Always", "containers": [{"name": "c", "command": ["sleep", "30"],
+            "livenessProbe": {"exec": {"command": ["false"]}, "periodSeconds": 1, "failureThreshold": 1}}]}),
+    );
+    start(&runtime, &unhealthy);
+    let status = wait_for(&runtime, &unhealthy, "a restart", |s| {
+        s.container_statuses[0].restart_count == 1
+    })
+    .await;
+    let last =
+        serde_json::to_value(status.container_statuses[0].last_state.clone().unwrap()).unwrap();
+    assert_eq!(last["terminated"]["exitCode"], 143, "SIGTERM ended it");
+    assert_eq!(last["terminated"]["reason"], "Error");
+    for pod in [&server, &unhealthy] {
+        remove(&runtime, root.path(), pod).await;
+    }
+}
+
+#[tokio::test]
+async fn pre_stop_hooks_run_before_sigterm() {
+    let root = Root::new();
+    let runtime = runtime(root.path());
+    let marker = root.path().join("pre-stop");
+    let pod = pod(
+        "hooked",
+        json!({"containers": [{"name": "c", "command": ["sleep", "30"],
+            "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", format!("echo $HOSTNAME > {}", marker.display())]}}}}]}),
+    );
+    start(&runtime, &pod);
+    wait_for(&runtime, &pod, "running", running).await;
+    runtime.stop_pod(&uid(&pod), Duration::from_secs(5));
+    let status = wait_for(&runtime, &pod, "stopped", |s| terminated(s).is_some()).await;
+    assert_eq!(terminated(&status).unwrap()["exitCode"], 143);
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "hooked\n");
+    remove(&runtime, root.path(), &pod).await;
 }

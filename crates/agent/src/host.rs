@@ -181,6 +181,24 @@ impl Host {
         })
     }
 
+    /// The hosted pod `namespace/name`, for the kubelet server.
+    pub(crate) fn find_pod(&self, namespace: &str, name: &str) -> Option<crate::kubelet::PodRef> {
+        let state = self.state.lock().unwrap();
+        let (uid, record) = state
+            .pods
+            .iter()
+            .find(|(_, r)| r.namespace == namespace && r.name == name)?;
+        Some(crate::kubelet::PodRef {
+            uid: uid.clone(),
+            containers: record
+                .init_containers
+                .iter()
+                .chain(&record.containers)
+                .map(|c| c.name.clone())
+                .collect(),
+        })
+    }
+
     /// Runs the watches, workers and ticker until the process ends; dropping the future stops
     /// them all.
     pub(crate) async fn run(self: Arc<Self>) {

@@ -19,6 +19,7 @@
 //! has one.
 
 mod host;
+pub mod kubelet;
 pub mod node;
 pub mod podcidr;
 pub mod process;
@@ -54,6 +55,9 @@ pub struct AgentConfig {
     pub node_ip: Option<Ipv4Addr>,
     /// Lease and status timings.
     pub heartbeat: HeartbeatTimings,
+    /// The bearer token the API server presents to the node's kubelet server (for
+    /// `kubectl logs` and `exec`); `None` makes up one nobody knows, closing the server.
+    pub kubelet_token: Option<String>,
 }
 
 impl AgentConfig {
@@ -65,6 +69,7 @@ impl AgentConfig {
             profile: NodeProfile::host(100 * 1024 * 1024 * 1024),
             node_ip: None,
             heartbeat: HeartbeatTimings::default(),
+            kubelet_token: None,
         }
     }
 }
@@ -127,16 +132,38 @@ pub async fn run_node_agent(client: kube::Client, config: AgentConfig) -> anyhow
     )
     .await?;
     let node_ip = config.node_ip.unwrap_or_else(default_ipv4);
+    // The kubelet server listens on the node's IP, on a port of its own reported in the
+    // Node's status; on every address (upstream's default) when the IP is not this machine's.
+    let listener = match tokio::net::TcpListener::bind((node_ip, 0)).await {
+        Ok(listener) => listener,
+        Err(err) => {
+            tracing::warn!(%node_ip, %err, "kubelet server: listening on all addresses instead");
+            tokio::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)).await?
+        }
+    };
+    let mut profile = config.profile;
+    profile.kubelet_port = i32::from(listener.local_addr()?.port());
     let adopted = name.clone();
     let spec = HostSpec {
         node_fields: Some(format!("metadata.name={name}")),
         pod_fields: format!("spec.nodeName={name}"),
         adopts: Box::new(move |node| node.metadata.name.as_deref() == Some(adopted.as_str())),
         internal_ip: Box::new(move |_| Some(node_ip)),
-        profile: config.profile,
+        profile,
         timings: config.heartbeat,
     };
-    Host::new(client, config.runtime, spec).run().await;
+    let host = Host::new(client, config.runtime.clone(), spec);
+    let pods = host.clone();
+    let token = config.kubelet_token.unwrap_or_else(kubelet::random_token);
+    let kubelet = kubelet::Kubelet::new(
+        config.runtime,
+        Arc::new(move |namespace: &str, pod: &str| pods.find_pod(namespace, pod)),
+        token,
+    );
+    tokio::select! {
+        () = host.run() => {}
+        () = kubelet.serve(listener) => {}
+    }
     Ok(())
 }
 

@@ -34,6 +34,9 @@ pub struct NodeProfile {
     pub node_info: NodeSystemInfo,
     /// The `node.kubernetes.io/instance-type` label, if any.
     pub instance_type: Option<String>,
+    /// The kubelet server's port, reported in `status.daemonEndpoints` (the port an agent's
+    /// kubelet server bound; [`KUBELET_PORT`] for simulated nodes, which serve none).
+    pub kubelet_port: i32,
 }
 
 /// The Go name of this machine's architecture, as `runtime.GOARCH`.
@@ -85,6 +88,7 @@ impl NodeProfile {
                 ..Default::default()
             },
             instance_type: Some(instance_type.into()),
+            kubelet_port: KUBELET_PORT,
         }
     }
 
@@ -142,6 +146,7 @@ impl NodeProfile {
                 ..Default::default()
             },
             instance_type: None,
+            kubelet_port: KUBELET_PORT,
         }
     }
 
@@ -280,7 +285,9 @@ impl NodeProfile {
             ]),
             addresses: Some(addresses),
             daemon_endpoints: Some(NodeDaemonEndpoints {
-                kubelet_endpoint: Some(DaemonEndpoint { port: KUBELET_PORT }),
+                kubelet_endpoint: Some(DaemonEndpoint {
+                    port: self.kubelet_port,
+                }),
             }),
             node_info: Some(node_info),
             ..Default::default()

@@ -4,6 +4,7 @@
 use crate::ApiState;
 use crate::discovery;
 use crate::list::{self, IncludeObject, render_list, render_table};
+use crate::pod_streams;
 use crate::registry::{
     DeleteOptions, Deleted, FieldValidation, Registry, UpdateTarget, WriteOptions,
 };
@@ -56,6 +57,12 @@ async fn dispatch(state: &Arc<ApiState>, req: Request) -> Result<Response, ApiEr
         .to_string();
     let is_get = parts.method == Method::GET;
     match endpoint {
+        // Logs and exec stream, and exec upgrades the connection: they take the request whole.
+        Endpoint::Resource(path)
+            if matches!(path.subresource, Some(Subresource::Log | Subresource::Exec)) =>
+        {
+            pod_streams::serve(state, path, Request::from_parts(parts, body)).await
+        }
         Endpoint::Resource(path) => {
             let body = read_body(body).await?;
             resource(state, parts.method, &parts.headers, path, &query, body).await

@@ -11,6 +11,7 @@ pub mod discovery;
 mod handlers;
 pub mod list;
 pub mod pki;
+mod pod_streams;
 pub mod registry;
 pub mod request;
 mod response;
@@ -44,6 +45,8 @@ pub struct ApiState {
     pub version: Value,
     /// The address clients reach the server at, for legacy discovery.
     pub server_address: String,
+    /// The bearer token presented to kubelet servers for `pods/log` and `pods/exec`.
+    kubelet_token: OnceLock<String>,
     discovery: [OnceLock<Bytes>; 4],
 }
 
@@ -113,6 +116,7 @@ impl ApiServer {
             cache,
             version: version_info(),
             server_address,
+            kubelet_token: OnceLock::new(),
             discovery: Default::default(),
         });
         tokio::spawn(compact_periodically(
@@ -198,6 +202,11 @@ impl ApiServer {
             Err(e) if e.code == 409 => Ok(()),
             Err(e) => anyhow::bail!("creating the default storage class: {e}"),
         }
+    }
+
+    /// Sets the bearer token presented to kubelet servers (once; later calls are ignored).
+    pub fn set_kubelet_token(&self, token: String) {
+        let _ = self.state.kubelet_token.set(token);
     }
 
     /// The shared state.

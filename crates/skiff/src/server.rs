@@ -55,7 +55,12 @@ pub fn host_node_name() -> String {
 }
 
 /// Starts the scheduler, the controllers and the node agents on an in-process client.
-fn spawn_components(client: kube::Client, args: &ServerArgs, data_dir: &Path) {
+fn spawn_components(
+    client: kube::Client,
+    args: &ServerArgs,
+    data_dir: &Path,
+    kubelet_token: String,
+) {
     // Upstream's timings (renew every 10 s, check every 5 s, grace 50 s) keep heartbeats well
     // inside the grace period; a shorter grace period (tests, demos) scales them down with it so
     // that healthy nodes never look dead between renewals.
@@ -86,6 +91,7 @@ fn spawn_components(client: kube::Client, args: &ServerArgs, data_dir: &Path) {
             client.clone(),
             AgentConfig {
                 heartbeat,
+                kubelet_token: Some(kubelet_token),
                 ..AgentConfig::new(&host_node_name(), runtime)
             },
         );
@@ -136,7 +142,15 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     // Controllers, scheduler and agents are ordinary API clients; in-process they reach the API
     // through its router.
     if !args.api_only {
-        spawn_components(kube::Client::new(api.router(), "default"), &args, &data_dir);
+        // The local node's kubelet server answers only this server, with a token of this run.
+        let kubelet_token = skiff_agent::kubelet::random_token();
+        api.set_kubelet_token(kubelet_token.clone());
+        spawn_components(
+            kube::Client::new(api.router(), "default"),
+            &args,
+            &data_dir,
+            kubelet_token,
+        );
     }
     let url = format!("https://{}", display_addr(local));
     let kubeconfig = pki::kubeconfig("skiff", &url, &creds);

@@ -1,0 +1,226 @@
+//! `kubectl logs` and `kubectl exec` through the real kubectl against `skiff server`: the API
+//! server's `pods/log` and `pods/exec` proxied to the node agent's kubelet server (ADR 13).
+
+mod common;
+
+use common::{Server, wait_until};
+use serde_json::Value;
+use std::time::Duration;
+
+/// How long a pod may take to start, or its output to appear, on a busy machine.
+const SETTLE: Duration = Duration::from_secs(60);
+
+/// A pod pinned to `node` whose containers run `sh -c <script>` each.
+fn pod_manifest(name: &str, node: &str, containers: &[(&str, &str)], restart: &str) -> String {
+    let containers: Vec<Value> = containers
+        .iter()
+        .map(|(container, script)| {
+            serde_json::json!({"name": container, "image": "busybox", "command": ["sh", "-c", script]})
+        })
+        .collect();
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"nodeName": node, "restartPolicy": restart, "containers": containers,
+                 "terminationGracePeriodSeconds": 1},
+    })
+    .to_string()
+}
+
+fn create_pod(server: &Server, name: &str, node: &str, containers: &[(&str, &str)], restart: &str) {
+    let manifest = server.write_file(
+        &format!("{name}.json"),
+        &pod_manifest(name, node, containers, restart),
+    );
+    server.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+}
+
+fn wait_running(server: &Server, name: &str) {
+    wait_until(&format!("pod {name} Running"), SETTLE, || {
+        let phase = server.ok(&["get", "pod", name, "-o", "jsonpath={.status.phase}"]);
+        if phase == "Running" {
+            Ok(())
+        } else {
+            Err(phase)
+        }
+    });
+}
+
+/// The node `skiff server` runs itself (the one not simulated).
+fn local_node(server: &Server) -> String {
+    wait_until("the local node registered", SETTLE, || {
+        let nodes = server.get_json(&["get", "nodes"]);
+        nodes["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|n| n["metadata"]["annotations"]["skiff.dev/simulated"] != "true")
+            .and_then(|n| Some(n["metadata"]["name"].as_str()?.to_string()))
+            .ok_or_else(|| nodes.to_string())
+    })
+}
+
+#[test]
+fn simulated_pods_have_empty_logs_and_cannot_exec() {
+    let server = Server::start_with(&["--sim-nodes", "1", "--no-local-node"]);
+    create_pod(&server, "sim", "sim-0001", &[("app", "true")], "Always");
+    create_pod(
+        &server,
+        "pair",
+        "sim-0001",
+        &[("first", "true"), ("second", "true")],
+        "Always",
+    );
+    wait_running(&server, "sim");
+    assert_eq!(server.ok(&["logs", "sim"]), "");
+    assert_eq!(server.ok(&["logs", "sim", "--tail=5", "-c", "app"]), "");
+    // kubectl checks the container itself, with upstream's wording.
+    let err = server.run(&["logs", "sim", "-c", "nope"]).failure();
+    assert_eq!(err.trim(), "error: container nope is not valid for pod sim");
+    let failed = server.run(&["exec", "sim", "--", "sh", "-c", "echo hi"]);
+    assert_eq!(failed.code, 1, "{failed:?}");
+    assert!(
+        failed.stderr.contains(
+            "container app of pod sim runs on the simulated node sim-0001, which cannot run commands"
+        ),
+        "{failed:?}"
+    );
+    // kubectl picks a container itself; the API's own choice shows on a bare request.
+    let (code, body) = server.curl(
+        "GET",
+        "/api/v1/namespaces/default/pods/pair/log",
+        Some(&server.token()),
+        &[],
+    );
+    assert_eq!(code, 400);
+    let status: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        status["message"],
+        "a container name must be specified for pod pair, choose one of: [first second]"
+    );
+    let (code, body) = server.curl(
+        "GET",
+        "/api/v1/namespaces/default/pods/sim/log?tailLines=-1",
+        Some(&server.token()),
+        &[],
+    );
+    assert_eq!(code, 422);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["message"],
+        "PodLogOptions \"sim\" is invalid: tailLines: Invalid value: -1: must be greater than or equal to 0"
+    );
+}
+
+#[test]
+fn logs_and_exec_of_process_pods() {
+    let server = Server::start_with(&["--local-runtime", "process"]);
+    let node = local_node(&server);
+    create_pod(
+        &server,
+        "talker",
+        &node,
+        &[(
+            "app",
+            "echo one; sleep 0.2; echo two >&2; sleep 0.2; echo three; exec sleep 1000",
+        )],
+        "Always",
+    );
+    create_pod(
+        &server,
+        "ticker",
+        &node,
+        &[(
+            "app",
+            "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.3; done",
+        )],
+        "Always",
+    );
+    create_pod(
+        &server,
+        "crasher",
+        &node,
+        &[("app", "echo run; sleep 1; exit 1")],
+        "Always",
+    );
+    wait_running(&server, "talker");
+    wait_until("talker's three lines", SETTLE, || {
+        let out = server.ok(&["logs", "talker"]);
+        if out == "one\ntwo\nthree\n" {
+            Ok(())
+        } else {
+            Err(out)
+        }
+    });
+    assert_eq!(server.ok(&["logs", "talker", "--tail=1"]), "three\n");
+    assert_eq!(
+        server.ok(&["logs", "talker", "-c", "app", "--tail=2"]),
+        "two\nthree\n"
+    );
+    let stamped = server.ok(&["logs", "talker", "--timestamps"]);
+    let lines: Vec<&str> = stamped.lines().collect();
+    assert_eq!(lines.len(), 3, "{stamped}");
+    for (line, text) in lines.iter().zip(["one", "two", "three"]) {
+        let (time, rest) = line.split_once(' ').unwrap();
+        assert_eq!(rest, text);
+        // RFC 3339 with nine fractional digits, as `2026-11-28T03:24:03.123456789Z`.
+        assert!(
+            time.len() == 30 && &time[19..20] == "." && time.ends_with('Z'),
+            "{line}"
+        );
+    }
+    assert_eq!(
+        server.ok(&["logs", "talker", "--since=1h"]),
+        "one\ntwo\nthree\n"
+    );
+    assert_eq!(
+        server
+            .run(&["logs", "talker", "--previous"])
+            .failure()
+            .trim(),
+        "Error from server (BadRequest): previous terminated container \"app\" in pod \"talker\" not found"
+    );
+
+    // -f follows until the client goes away.
+    wait_running(&server, "ticker");
+    let mut follow = server.spawn(&["logs", "-f", "ticker"]);
+    follow.wait_for_line("tick 1", |l| l == "tick 1");
+    follow.wait_for_line("a later tick", |l| l == "tick 4");
+    drop(follow);
+
+    // exec: output and the exit code come back; stdin goes in with -i.
+    let out = server.run(&["exec", "talker", "--", "sh", "-c", "echo hi; exit 3"]);
+    assert_eq!((out.code, out.stdout.as_str()), (3, "hi\n"), "{out:?}");
+    let out = server
+        .kubectl(&["exec", "-i", "talker", "--", "cat"])
+        .stdin("piped\n")
+        .run();
+    assert_eq!((out.code, out.stdout.as_str()), (0, "piped\n"), "{out:?}");
+    let out = server.run(&[
+        "exec",
+        "talker",
+        "-c",
+        "app",
+        "--",
+        "sh",
+        "-c",
+        "echo err >&2",
+    ]);
+    assert_eq!((out.code, out.stderr.as_str()), (0, "err\n"), "{out:?}");
+
+    // --previous shows the run before the current one.
+    wait_until("crasher restarted", SETTLE, || {
+        let restarts = server.ok(&[
+            "get",
+            "pod",
+            "crasher",
+            "-o",
+            "jsonpath={.status.containerStatuses[0].restartCount}",
+        ]);
+        if restarts.parse::<u32>().is_ok_and(|r| r >= 1) {
+            Ok(())
+        } else {
+            Err(restarts)
+        }
+    });
+    assert_eq!(server.ok(&["logs", "crasher", "--previous"]), "run\n");
+}

@@ -201,8 +201,10 @@ impl Kubelet {
         let container = container.to_string();
         let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
         tokio::task::spawn_blocking(move || {
+            // Following ends when the container stops, or when the client went away.
             let running = || {
                 following_current
+                    && !tx.is_closed()
                     && runtime
                         .pod_status(&uid)
                         .and_then(|s| {

@@ -566,7 +566,7 @@ async fn readiness_probes_drive_ready_and_failed_liveness_restarts() {
 }
 
 #[tokio::test]
-async fn pre_stop_hooks_run_before_sigterm() {
+async fn pre_stop_hooks_run_before_sigterm_and_failed_post_start_hooks_kill() {
     let root = Root::new();
     let runtime = runtime(root.path());
     let marker = root.path().join("pre-stop");
@@ -582,4 +582,22 @@ async fn pre_stop_hooks_run_before_sigterm() {
     assert_eq!(terminated(&status).unwrap()["exitCode"], 143);
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "hooked\n");
     remove(&runtime, root.path(), &pod).await;
+
+    let failing = self::pod(
+        "post-start",
+        json!({"containers": [{"name": "c", "command": ["sleep", "30"],
+            "lifecycle": {"postStart": {"exec": {"command": ["false"]}}}}]}),
+    );
+    start(&runtime, &failing);
+    let status = wait_for(&runtime, &failing, "killed", |s| terminated(s).is_some()).await;
+    assert_eq!(
+        terminated(&status).unwrap()["exitCode"],
+        143,
+        "killed as its hook failed"
+    );
+    assert_eq!(
+        status.container_statuses[0].restart_count, 0,
+        "restartPolicy Never"
+    );
+    remove(&runtime, root.path(), &failing).await;
 }

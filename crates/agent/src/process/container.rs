@@ -14,6 +14,7 @@ use crate::runtime::{CrashLoopBackOff, PodSandboxConfig, RuntimePodStatus, go_du
 use crate::sim::{hex_id, now_time};
 use k8s_openapi::api::core::v1::{
     Container, ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStatus,
+    Lifecycle, LifecycleHandler,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use std::future::Future;
@@ -454,7 +455,17 @@ async fn start(
             }
             mounts
         }
-        None => vec![],
+        None => {
+            if container
+                .volume_mounts
+                .as_ref()
+                .is_some_and(|m| !m.is_empty())
+            {
+                tracing::warn!(pod = %pod.display, container = %container.name,
+                    "no mount namespace: the container's volumes are not mounted");
+            }
+            vec![]
+        }
     };
     let cgroup = pod.cgroup(&container.name);
     if let Err(err) = cgroup.apply(&Limits::of(container)) {
@@ -568,8 +579,37 @@ struct Ended {
     code: Option<i32>,
     /// Ended by a stop of the pod.
     stopped: bool,
-    /// Killed because a startup or liveness probe failed.
-    probe_failed: bool,
+    /// Killed by the runtime: a startup or liveness probe or the postStart hook failed.
+    killed: bool,
+}
+
+/// The command of the container's exec hook that `hook` picks (other handlers are not run).
+fn hook_command(
+    container: &Container,
+    hook: impl Fn(&Lifecycle) -> Option<&LifecycleHandler>,
+) -> Option<Vec<String>> {
+    let handler = hook(container.lifecycle.as_ref()?)?;
+    handler.exec.as_ref()?.command.clone()
+}
+
+/// Runs the container's postStart exec hook to its end; false when it failed.
+async fn post_start(pod: &PodContext, container: &Container) -> bool {
+    let Some(command) = hook_command(container, |l| l.post_start.as_ref()) else {
+        return true;
+    };
+    let null = || Stdio::null();
+    let status = match pod.exec_in(&container.name, &command, [null(), null(), null()]) {
+        Ok(mut hook) => hook.wait().await.map_err(|e| e.to_string()),
+        Err(err) => Err(err),
+    };
+    match status {
+        Ok(status) if status.success() => true,
+        outcome => {
+            tracing::info!(pod = %pod.display, container = %container.name, ?outcome,
+                "postStart hook failed, the container is killed");
+            false
+        }
+    }
 }
 
 /// Stops a run: the `preStop` hook, SIGTERM to its group, SIGKILL after the grace period.
@@ -585,12 +625,7 @@ async fn terminate(
         return (&mut run.exit).await;
     }
     let started = Instant::now();
-    let pre_stop = container
-        .lifecycle
-        .as_ref()
-        .and_then(|l| l.pre_stop.as_ref())
-        .and_then(|h| h.exec.as_ref())
-        .and_then(|e| e.command.clone());
+    let pre_stop = hook_command(container, |l| l.pre_stop.as_ref());
     if request.hooks
         && let Some(command) = pre_stop
     {
@@ -659,31 +694,44 @@ async fn watch_run(
         let target = probe_target(pod, &container.name);
         tokio::spawn(probes::run(container.clone(), target, events))
     });
-    let ended = loop {
-        tokio::select! {
-            code = &mut run.exit => break Ended { code, stopped: false, probe_failed: false },
-            request = stop_requested(stop) => {
-                let code = terminate(pod, container, run, request).await;
-                break Ended { code, stopped: true, probe_failed: false };
+    let ended = if !post_start(pod, container).await {
+        let request = StopRequest {
+            grace: pod.pod_grace(),
+            hooks: false,
+        };
+        let code = terminate(pod, container, run, request).await;
+        Ended {
+            code,
+            stopped: false,
+            killed: true,
+        }
+    } else {
+        loop {
+            tokio::select! {
+                code = &mut run.exit => break Ended { code, stopped: false, killed: false },
+                request = stop_requested(stop) => {
+                    let code = terminate(pod, container, run, request).await;
+                    break Ended { code, stopped: true, killed: false };
+                }
+                Some(event) = probe_events.recv() => match event {
+                    ProbeEvent::Started => pod.update_container(kind, index, |s| s.started = Some(true)),
+                    ProbeEvent::Ready(ready) => {
+                        pod.update_container(kind, index, |s| s.ready = ready && kind != Kind::Init)
+                    }
+                    ProbeEvent::Failed { probe, message } => {
+                        tracing::info!(pod = %pod.display, container = %container.name, probe, %message,
+                            "probe failed, the container will be restarted");
+                        let grace = [&container.liveness_probe, &container.startup_probe]
+                            .into_iter()
+                            .flatten()
+                            .find_map(|p| p.termination_grace_period_seconds)
+                            .map(|s| Duration::from_secs(s.max(0) as u64))
+                            .unwrap_or_else(|| pod.pod_grace());
+                        let code = terminate(pod, container, run, StopRequest { grace, hooks: true }).await;
+                        break Ended { code, stopped: false, killed: true };
+                    }
+                },
             }
-            Some(event) = probe_events.recv() => match event {
-                ProbeEvent::Started => pod.update_container(kind, index, |s| s.started = Some(true)),
-                ProbeEvent::Ready(ready) => {
-                    pod.update_container(kind, index, |s| s.ready = ready && kind != Kind::Init)
-                }
-                ProbeEvent::Failed { probe, message } => {
-                    tracing::info!(pod = %pod.display, container = %container.name, probe, %message,
-                        "probe failed, the container will be restarted");
-                    let grace = [&container.liveness_probe, &container.startup_probe]
-                        .into_iter()
-                        .flatten()
-                        .find_map(|p| p.termination_grace_period_seconds)
-                        .map(|s| Duration::from_secs(s.max(0) as u64))
-                        .unwrap_or_else(|| pod.pod_grace());
-                    let code = terminate(pod, container, run, StopRequest { grace, hooks: true }).await;
-                    break Ended { code, stopped: false, probe_failed: true };
-                }
-            },
         }
     };
     if let Some(task) = probe_task {
@@ -750,78 +798,40 @@ async fn supervise(
         if stop.borrow().is_some() {
             return Outcome::Stopped;
         }
-        let mut run = match adopted.take() {
-            Some(record) => adopt(&pod, &container, record),
-            None => match start(&pod, &container, restart_count).await {
-                Ok(run) => run,
-                Err(StartError::Blocked { reason, message }) => {
-                    pod.update_container(kind, index, |s| {
-                        s.state = Some(waiting(reason, Some(message)));
-                    });
-                    if !sleep_unless_stopped(CONFIG_RETRY, &mut stop).await {
-                        return Outcome::Stopped;
-                    }
-                    continue;
-                }
-                Err(StartError::Failed(message)) => {
-                    pod.update_container(kind, index, |s| {
-                        s.restart_count = restart_count;
-                        s.state = Some(terminated_state(
-                            128,
-                            "StartError",
-                            Some(message),
-                            None,
-                            None,
-                        ));
-                        s.started = Some(false);
-                        s.ready = false;
-                    });
-                    let outcome = restart_or_end(&pod, kind, Some(128), false);
-                    match outcome {
-                        Some(outcome) => return outcome,
-                        None => {
-                            if !back_off(&pod, kind, index, &mut backoff, &mut stop).await {
-                                return Outcome::Stopped;
-                            }
-                            restart_count += 1;
-                            continue;
-                        }
-                    }
-                }
-            },
+        let started = match adopted.take() {
+            Some(record) => Ok(adopt(&pod, &container, record)),
+            None => start(&pod, &container, restart_count).await,
         };
-        let ended = watch_run(&pod, kind, index, &container, &mut run, &mut stop).await;
-        let started_at = run.record.started_at.parse().ok().map(Time);
-        let container_id = Some(format!("skiff://{}", run.record.id));
-        let oom_killed = run.cgroup.oom_kills() > run.record.oom_kills_before;
-        let (code, reason, message) = match ended.code {
-            Some(137) if oom_killed => (137, "OOMKilled", None),
-            Some(0) => (0, "Completed", None),
-            Some(code) => (code, "Error", None),
-            None => (
-                137,
-                "ContainerStatusUnknown",
-                Some(
-                    "The container exited while no agent watched it: its exit code is unknown"
-                        .to_string(),
-                ),
-            ),
+        let (code, killed) = match started {
+            Ok(mut run) => {
+                let ended = watch_run(&pod, kind, index, &container, &mut run, &mut stop).await;
+                let code = record_exit(&pod, kind, index, &run, ended.code);
+                if ended.stopped {
+                    return Outcome::Stopped;
+                }
+                (code, ended.killed)
+            }
+            Err(StartError::Blocked { reason, message }) => {
+                pod.update_container(kind, index, |s| {
+                    s.state = Some(waiting(reason, Some(message)));
+                });
+                if !sleep_unless_stopped(CONFIG_RETRY, &mut stop).await {
+                    return Outcome::Stopped;
+                }
+                continue;
+            }
+            Err(StartError::Failed(message)) => {
+                pod.update_container(kind, index, |s| {
+                    s.restart_count = restart_count;
+                    let state = terminated_state(128, "StartError", Some(message), None, None);
+                    s.state = Some(state);
+                    s.started = Some(false);
+                    s.ready = false;
+                });
+                (128, false)
+            }
         };
-        pod.update_container(kind, index, |s| {
-            s.state = Some(terminated_state(
-                code,
-                reason,
-                message,
-                started_at,
-                container_id,
-            ));
-            s.started = Some(false);
-            s.ready = kind == Kind::Init && code == 0;
-        });
-        if ended.stopped {
-            return Outcome::Stopped;
-        }
-        if let Some(outcome) = restart_or_end(&pod, kind, Some(code), ended.probe_failed) {
+        if let Some(outcome) = restart_or_end(&pod, kind, code, killed) {
             return outcome;
         }
         if !back_off(&pod, kind, index, &mut backoff, &mut stop).await {
@@ -834,16 +844,41 @@ async fn supervise(
     }
 }
 
+/// Reports a run's end as upstream does (`Completed`, `Error`, `OOMKilled` when the cgroup's
+/// OOM killer struck) and returns the exit code shown.
+fn record_exit(pod: &PodContext, kind: Kind, index: usize, run: &Run, code: Option<i32>) -> i32 {
+    let oom_killed = run.cgroup.oom_kills() > run.record.oom_kills_before;
+    let (code, reason, message) = match code {
+        Some(137) if oom_killed => (137, "OOMKilled", None),
+        Some(0) => (0, "Completed", None),
+        Some(code) => (code, "Error", None),
+        None => (
+            137,
+            "ContainerStatusUnknown",
+            Some("The container exited while no agent watched it: its exit code is unknown".into()),
+        ),
+    };
+    let started_at = run.record.started_at.parse().ok().map(Time);
+    let container_id = Some(format!("skiff://{}", run.record.id));
+    pod.update_container(kind, index, |s| {
+        s.state = Some(terminated_state(
+            code,
+            reason,
+            message,
+            started_at,
+            container_id,
+        ));
+        s.started = Some(false);
+        s.ready = kind == Kind::Init && code == 0;
+    });
+    code
+}
+
 /// Whether an exited container restarts (`None`) or ends with an outcome, by upstream's
 /// rules: sidecars always restart, init containers until they succeed (not under `Never`),
 /// app containers as `restartPolicy` says.
-fn restart_or_end(
-    pod: &PodContext,
-    kind: Kind,
-    code: Option<i32>,
-    probe_failed: bool,
-) -> Option<Outcome> {
-    let succeeded = code == Some(0) && !probe_failed;
+fn restart_or_end(pod: &PodContext, kind: Kind, code: i32, killed: bool) -> Option<Outcome> {
+    let succeeded = code == 0 && !killed;
     let policy = pod.restart_policy.as_str();
     let restart = match kind {
         Kind::Sidecar => true,

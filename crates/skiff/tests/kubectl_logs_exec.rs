@@ -62,7 +62,21 @@ fn local_node(server: &Server) -> String {
 
 #[test]
 fn simulated_pods_have_empty_logs_and_cannot_exec() {
-    let server = Server::start_with(&["--sim-nodes", "1", "--no-local-node"]);
+    // The local node runs the sim runtime (the harness's default): it has a kubelet server
+    // whose runtime keeps no logs and cannot exec.
+    let server = Server::start_with(&["--sim-nodes", "1"]);
+    let local = local_node(&server);
+    create_pod(&server, "local", &local, &[("app", "true")], "Always");
+    wait_running(&server, "local");
+    assert_eq!(server.ok(&["logs", "local", "--timestamps"]), "");
+    let failed = server.run(&["exec", "local", "--", "sh", "-c", "echo hi"]);
+    assert_eq!(failed.code, 1, "{failed:?}");
+    assert_eq!(
+        failed.stderr.trim(),
+        "error: Internal error occurred: error executing command in container: the skiff-sim://0.1.0 runtime cannot exec in containers"
+    );
+
+    // Pods of simulated nodes, which have no kubelet server.
     create_pod(&server, "sim", "sim-0001", &[("app", "true")], "Always");
     create_pod(
         &server,

@@ -202,9 +202,17 @@ fn waiting(reason: &str, message: Option<String>) -> ContainerState {
     }
 }
 
-/// Upstream's pod hostname: `spec.hostname`, else the pod name cut to 63 characters without
-/// a trailing `-` or `.`.
+/// Upstream's pod hostname: the node's for a `hostNetwork` pod, else `spec.hostname`, else
+/// the pod name cut to 63 characters without a trailing `-` or `.`.
 fn pod_hostname(pod: &Pod) -> String {
+    if pod
+        .spec
+        .as_ref()
+        .is_some_and(|s| s.host_network == Some(true))
+        && let Ok(hostname) = std::fs::read_to_string("/proc/sys/kernel/hostname")
+    {
+        return hostname.trim().to_string();
+    }
     if let Some(hostname) = pod.spec.as_ref().and_then(|s| s.hostname.clone()) {
         return hostname;
     }
@@ -445,6 +453,14 @@ mod tests {
                 serde_json::json!({"metadata": {"name": "web-0"}, "spec": {"hostname": "db", "containers": []}})
             )),
             "db"
+        );
+        let node = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        assert_eq!(
+            pod_hostname(&pod(
+                serde_json::json!({"metadata": {"name": "web-0"}, "spec": {"hostNetwork": true, "hostname": "db", "containers": []}})
+            )),
+            node.trim(),
+            "a host-network pod has the node's hostname"
         );
         let long = format!("{}-b", "a".repeat(62));
         assert_eq!(

@@ -288,6 +288,42 @@ async fn log_errors_are_upstream_s() {
     );
 }
 
+#[tokio::test]
+async fn a_pod_without_a_node_has_no_logs_and_no_exec() {
+    let cluster = cluster().await;
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "pending", "namespace": "default"},
+        "spec": {"containers": [{"name": "app", "image": "busybox"}]},
+    }))
+    .unwrap();
+    Api::<Pod>::namespaced(cluster.client.clone(), "default")
+        .create(&PostParams::default(), &pod)
+        .await
+        .unwrap();
+    assert_eq!(
+        cluster
+            .get("/api/v1/namespaces/default/pods/pending/log")
+            .await,
+        (StatusCode::OK, String::new())
+    );
+    let (status, body) = cluster
+        .get("/api/v1/namespaces/default/pods/pending/exec?command=ls&stdout=true")
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["message"],
+        "pod pending does not have a host assigned"
+    );
+    let (status, body) = cluster
+        .get("/api/v1/namespaces/default/pods/missing/log")
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["message"],
+        "pods \"missing\" not found"
+    );
+}
+
 /// Runs `command` through the kubelet's exec endpoint over WebSocket; returns stdout, stderr
 /// and the error channel's Status.
 async fn exec(

@@ -18,6 +18,7 @@
 //! owner was deleted) is looked up live before its dependents are collected, so informer lag
 //! never deletes anything.
 
+use crate::workqueue::WorkQueue;
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Client;
@@ -31,7 +32,7 @@ use skiff_api::{RESOURCES, ResourceInfo};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 
 /// The finalizer of an owner deleted with `propagationPolicy: Foreground`.
 const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
@@ -56,8 +57,8 @@ pub async fn run(client: Client) {
         client: client.clone(),
         graph: Mutex::new(Graph::default()),
         changes: changes.clone(),
-        attempt_to_delete: Arc::new(WorkQueue::default()),
-        attempt_to_orphan: Arc::new(WorkQueue::default()),
+        attempt_to_delete: WorkQueue::new(),
+        attempt_to_orphan: WorkQueue::new(),
         absent_owners: Mutex::new(AbsentOwners::default()),
     });
     for info in RESOURCES.iter() {
@@ -630,89 +631,13 @@ enum Outcome {
     Retry,
 }
 
-/// A work queue as client-go's: an item is queued at most once and handled by one worker at
-/// a time (added again while being handled, it comes back when that ends); failed items come
-/// back after a per-item exponential backoff.
-#[derive(Default)]
-struct WorkQueue {
-    state: Mutex<QueueState>,
-    ready: Notify,
-}
-
-#[derive(Default)]
-struct QueueState {
-    order: VecDeque<Uid>,
-    queued: HashSet<Uid>,
-    working: HashSet<Uid>,
-    added_while_working: HashSet<Uid>,
-    failures: HashMap<Uid, u32>,
-}
-
-impl WorkQueue {
-    fn lock(&self) -> MutexGuard<'_, QueueState> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+/// Ends a worker's handling of `uid`: forgotten, or back after its per-item back-off.
+fn finish(queue: &WorkQueue<Uid>, uid: Uid, outcome: Outcome) {
+    match outcome {
+        Outcome::Forget => queue.forget(&uid),
+        Outcome::Retry => queue.add_rate_limited(uid.clone()),
     }
-
-    fn add(&self, uid: Uid) {
-        let mut state = self.lock();
-        if state.working.contains(&uid) {
-            state.added_while_working.insert(uid);
-        } else if state.queued.insert(uid.clone()) {
-            state.order.push_back(uid);
-            drop(state);
-            self.ready.notify_one();
-        }
-    }
-
-    async fn next(&self) -> Uid {
-        loop {
-            let ready = self.ready.notified();
-            {
-                let mut state = self.lock();
-                if let Some(uid) = state.order.pop_front() {
-                    state.queued.remove(&uid);
-                    state.working.insert(uid.clone());
-                    if !state.order.is_empty() {
-                        // One wake-up is stored at most: pass it on to the next worker.
-                        self.ready.notify_one();
-                    }
-                    return uid;
-                }
-            }
-            ready.await;
-        }
-    }
-
-    fn done(self: &Arc<Self>, uid: Uid, outcome: Outcome) {
-        let mut state = self.lock();
-        state.working.remove(&uid);
-        let again = state.added_while_working.remove(&uid);
-        match outcome {
-            Outcome::Forget => {
-                state.failures.remove(&uid);
-            }
-            Outcome::Retry => {
-                let failures = state.failures.entry(uid.clone()).or_default();
-                *failures += 1;
-                // client-go's default: 5 ms doubling per failure, at most 1000 s.
-                let delay = Duration::from_millis(5)
-                    .saturating_mul(1 << (*failures - 1).min(30))
-                    .min(Duration::from_secs(1000));
-                let queue = self.clone();
-                let uid = uid.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    queue.add(uid);
-                });
-            }
-        }
-        drop(state);
-        if again {
-            self.add(uid);
-        }
-    }
+    queue.done(&uid);
 }
 
 /// Why handling an item stopped short.
@@ -741,8 +666,8 @@ struct Collector {
     graph: Mutex<Graph>,
     /// Where workers report owners found absent.
     changes: mpsc::UnboundedSender<Change>,
-    attempt_to_delete: Arc<WorkQueue>,
-    attempt_to_orphan: Arc<WorkQueue>,
+    attempt_to_delete: WorkQueue<Uid>,
+    attempt_to_orphan: WorkQueue<Uid>,
     absent_owners: Mutex<AbsentOwners>,
 }
 
@@ -821,7 +746,7 @@ impl Collector {
                     Outcome::Retry
                 }
             };
-            self.attempt_to_delete.done(uid, outcome);
+            finish(&self.attempt_to_delete, uid, outcome);
         }
     }
 
@@ -1078,7 +1003,7 @@ impl Collector {
                     Outcome::Retry
                 }
             };
-            self.attempt_to_orphan.done(uid, outcome);
+            finish(&self.attempt_to_orphan, uid, outcome);
         }
     }
 

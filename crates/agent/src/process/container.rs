@@ -125,13 +125,11 @@ pub(super) async fn run_pod(
     if let Err(err) = std::fs::create_dir_all(&pod.dir) {
         tracing::warn!(pod = %pod.display, %err, "creating the pod directory");
     }
-    let adopted = pod
-        .state
-        .lock()
-        .unwrap()
-        .sandbox
-        .filter(ProcessRef::is_alive);
-    if adopted.is_none() {
+    // Runs of a pod without a sandbox (degraded) are adopted one by one; those of a sandbox
+    // that died died with it.
+    let recorded = pod.state.lock().unwrap().sandbox;
+    let adopted = recorded.filter(ProcessRef::is_alive);
+    if recorded.is_some() && adopted.is_none() {
         discard_stale_runs(&pod);
     }
     let netns = set_up_network(&pod, sandbox, adopted.is_some()).await;

@@ -829,7 +829,7 @@ async fn supervise(
                 (128, false)
             }
         };
-        if let Some(outcome) = restart_or_end(&pod, kind, code, killed) {
+        if let Some(outcome) = restart_or_end(&pod.restart_policy, kind, code, killed) {
             return outcome;
         }
         if !back_off(&pod, kind, index, &mut backoff, &mut stop).await {
@@ -842,11 +842,10 @@ async fn supervise(
     }
 }
 
-/// Reports a run's end as upstream does (`Completed`, `Error`, `OOMKilled` when the cgroup's
-/// OOM killer struck) and returns the exit code shown.
-fn record_exit(pod: &PodContext, kind: Kind, index: usize, run: &Run, code: Option<i32>) -> i32 {
-    let oom_killed = run.cgroup.oom_kills() > run.record.oom_kills_before;
-    let (code, reason, message) = match code {
+/// The exit code, reason and message upstream reports for a run that ended with `code`
+/// (`None`: unknown), `oom_killed` when its cgroup's OOM killer struck.
+fn exit_reason(code: Option<i32>, oom_killed: bool) -> (i32, &'static str, Option<String>) {
+    match code {
         Some(137) if oom_killed => (137, "OOMKilled", None),
         Some(0) => (0, "Completed", None),
         Some(code) => (code, "Error", None),
@@ -855,7 +854,14 @@ fn record_exit(pod: &PodContext, kind: Kind, index: usize, run: &Run, code: Opti
             "ContainerStatusUnknown",
             Some("The container exited while no agent watched it: its exit code is unknown".into()),
         ),
-    };
+    }
+}
+
+/// Reports a run's end as upstream does (`Completed`, `Error`, `OOMKilled` when the cgroup's
+/// OOM killer struck) and returns the exit code shown.
+fn record_exit(pod: &PodContext, kind: Kind, index: usize, run: &Run, code: Option<i32>) -> i32 {
+    let oom_killed = run.cgroup.oom_kills() > run.record.oom_kills_before;
+    let (code, reason, message) = exit_reason(code, oom_killed);
     let started_at = run.record.started_at.parse().ok().map(Time);
     let container_id = Some(format!("skiff://{}", run.record.id));
     pod.update_container(kind, index, |s| {
@@ -875,9 +881,8 @@ fn record_exit(pod: &PodContext, kind: Kind, index: usize, run: &Run, code: Opti
 /// Whether an exited container restarts (`None`) or ends with an outcome, by upstream's
 /// rules: sidecars always restart, init containers until they succeed (not under `Never`),
 /// app containers as `restartPolicy` says.
-fn restart_or_end(pod: &PodContext, kind: Kind, code: i32, killed: bool) -> Option<Outcome> {
+fn restart_or_end(policy: &str, kind: Kind, code: i32, killed: bool) -> Option<Outcome> {
     let succeeded = code == 0 && !killed;
-    let policy = pod.restart_policy.as_str();
     let restart = match kind {
         Kind::Sidecar => true,
         Kind::Init => !succeeded && policy != "Never",
@@ -924,4 +929,51 @@ async fn back_off(
         s.restart_count += 1;
     });
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_policies_decide_as_upstream() {
+        use Outcome::{Completed, Failed};
+        let cases = [
+            // (policy, kind, exit code, killed by a probe) -> None: restart
+            ("Always", Kind::App, 0, false, None),
+            ("Always", Kind::App, 1, false, None),
+            ("OnFailure", Kind::App, 0, false, Some(Completed)),
+            ("OnFailure", Kind::App, 1, false, None),
+            ("OnFailure", Kind::App, 0, true, None),
+            ("Never", Kind::App, 0, false, Some(Completed)),
+            ("Never", Kind::App, 2, false, Some(Failed)),
+            ("Never", Kind::App, 0, true, Some(Failed)),
+            ("Always", Kind::Init, 0, false, Some(Completed)),
+            ("Always", Kind::Init, 1, false, None),
+            ("OnFailure", Kind::Init, 1, false, None),
+            ("Never", Kind::Init, 1, false, Some(Failed)),
+            ("Never", Kind::Sidecar, 0, false, None),
+        ];
+        for (policy, kind, code, killed, expected) in cases {
+            assert_eq!(
+                restart_or_end(policy, kind, code, killed),
+                expected,
+                "{policy} {kind:?} exit {code} killed {killed}"
+            );
+        }
+    }
+
+    #[test]
+    fn exits_are_reported_with_upstream_reasons() {
+        assert_eq!(exit_reason(Some(0), false), (0, "Completed", None));
+        assert_eq!(exit_reason(Some(1), false), (1, "Error", None));
+        assert_eq!(exit_reason(Some(137), false), (137, "Error", None));
+        assert_eq!(exit_reason(Some(137), true), (137, "OOMKilled", None));
+        assert_eq!(
+            exit_reason(Some(143), true),
+            (143, "Error", None),
+            "not killed by the OOM killer"
+        );
+        assert_eq!(exit_reason(None, false).1, "ContainerStatusUnknown");
+    }
 }

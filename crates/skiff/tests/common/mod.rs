@@ -63,6 +63,7 @@ impl Server {
     /// `skiff server`; [`Server::restart`] passes them again.
     pub fn start_with(extra_args: &[&str]) -> Server {
         let extra_args: Vec<String> = extra_args.iter().map(|a| a.to_string()).collect();
+        let extra_args = [local_runtime_default(&extra_args), extra_args].concat();
         let data_dir = tempfile::Builder::new()
             .prefix("skiff-data-")
             .tempdir()
@@ -217,6 +218,7 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
+        remove_process_pods(&self.data_dir.path().join("agent"));
         if std::thread::panicking() {
             // The server's own log is the first thing to read when a test fails.
             let log = std::fs::read_to_string(&self.log_path).unwrap_or_default();
@@ -233,12 +235,50 @@ impl Drop for Server {
 }
 
 /// The tests' pods use images (nginx, ...) without commands, which only the simulated runtime
-/// runs: the local node is simulated unless a test picks its runtime.
-fn local_runtime_default(extra_args: &[String]) -> &'static [&'static str] {
-    if extra_args.iter().any(|a| a.starts_with("--local-runtime")) {
-        &[]
-    } else {
-        &["--local-runtime", "sim"]
+/// runs: the local node is simulated unless a test picks its runtime. A test server that runs
+/// real processes gets a cluster CIDR of its own, so that pods of servers running at once never
+/// share an IP on the node's bridge.
+fn local_runtime_default(extra_args: &[String]) -> Vec<String> {
+    let given = |flag: &str| extra_args.iter().any(|a| a.starts_with(flag));
+    if !given("--local-runtime") {
+        return vec!["--local-runtime".into(), "sim".into()];
+    }
+    if given("--cluster-cidr") {
+        return Vec::new();
+    }
+    static SERVERS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = SERVERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let second_octet = 64 + (std::process::id().wrapping_mul(7).wrapping_add(n)) % 160;
+    vec!["--cluster-cidr".into(), format!("10.{second_octet}.0.0/16")]
+}
+
+/// Kills what a stopped server's process runtime left running under `agent_root` (a server
+/// stopping does not stop its pods, as a kubelet's does not) and removes the pods' network
+/// namespaces: killing a pod's sandbox, PID 1 of its PID namespace, ends all its processes.
+fn remove_process_pods(agent_root: &Path) {
+    let Ok(pods) = std::fs::read_dir(agent_root.join("pods")) else {
+        return;
+    };
+    for pod in pods.flatten() {
+        let state: Value = std::fs::read(pod.path().join("state.json"))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        let sandbox = state["sandbox"]["pid"].as_i64();
+        let runs = state["runs"].as_object().into_iter().flatten();
+        // Without a sandbox (no isolation) each container leads its own process group.
+        let groups = runs.filter_map(|(_, run)| run["process"]["pid"].as_i64());
+        for pid in sandbox.into_iter().chain(groups.map(|pid| -pid)) {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &pid.to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
+        let netns = format!("skiff-{}", pod.file_name().to_string_lossy());
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &netns])
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
@@ -259,7 +299,6 @@ fn spawn_server(
         .args(["server", "--data-dir"])
         .arg(data_dir)
         .args(["--listen", listen])
-        .args(local_runtime_default(extra_args))
         .args(extra_args)
         .env("SKIFF_LOG", "info")
         .stdin(Stdio::null())

@@ -7,8 +7,8 @@
 //! about a pod changes, the runtime says so through [`StatusChanges`] (upstream's PLEG), so the
 //! agent never polls its pods.
 
-use crate::queue::WorkQueue;
 use crate::podcidr::Ipv4Cidr;
+use crate::queue::WorkQueue;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -99,7 +99,10 @@ pub trait Runtime: Send + Sync + 'static {
         command: &[String],
     ) -> Result<tokio::process::Child, String> {
         let _ = (pod_uid, container, command);
-        Err(format!("the {} runtime cannot exec in containers", self.version()))
+        Err(format!(
+            "the {} runtime cannot exec in containers",
+            self.version()
+        ))
     }
 }
 

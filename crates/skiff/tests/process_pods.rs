@@ -121,14 +121,18 @@ struct ProcessServer {
 }
 
 impl ProcessServer {
-    /// Starts the server, or prints why this machine cannot run the test and returns `None`.
-    fn start() -> Option<ProcessServer> {
+    /// Starts the server with its pod network on `cluster_cidr`, or prints why this machine
+    /// cannot run the test and returns `None`. Every server's pods join the host's one bridge:
+    /// each test takes its own CIDR, apart from the default, so that servers running at the
+    /// same time never give two pods the same IP.
+    fn start(cluster_cidr: &str) -> Option<ProcessServer> {
         if let Some(missing) = missing_isolation() {
             eprintln!("skipping: process pods cannot be isolated here ({missing})");
             return None;
         }
+        let args = ["--local-runtime", "process", "--cluster-cidr", cluster_cidr];
         Some(ProcessServer {
-            server: Some(Server::start_with(&["--local-runtime", "process"])),
+            server: Some(Server::start_with(&args)),
         })
     }
 }
@@ -298,7 +302,7 @@ fn check_serving(server: &Server) -> BTreeSet<String> {
 
 #[test]
 fn the_tutorial_deployment_serves_http_and_restarts_one_pod_at_a_time() {
-    let Some(server) = ProcessServer::start() else {
+    let Some(server) = ProcessServer::start("10.241.0.0/16") else {
         return;
     };
     assert_eq!(
@@ -375,7 +379,7 @@ fn host_files(dir: &str) -> Vec<(String, String)> {
 
 #[test]
 fn a_replaced_stateful_set_pod_keeps_its_hostname_and_volume() {
-    let Some(server) = ProcessServer::start() else {
+    let Some(server) = ProcessServer::start("10.242.0.0/16") else {
         return;
     };
     assert_eq!(
@@ -504,7 +508,7 @@ fn wait_crash_loop(server: &Server, restarts: u32) -> Value {
 
 #[test]
 fn a_failing_container_crash_loops_with_growing_back_off() {
-    let Some(server) = ProcessServer::start() else {
+    let Some(server) = ProcessServer::start("10.243.0.0/16") else {
         return;
     };
     let manifest = pod_manifest("crasher", "Always", &["sh", "-c", "exit 1"], Value::Null);
@@ -560,7 +564,7 @@ fn a_failing_container_crash_loops_with_growing_back_off() {
 #[test]
 #[ignore = "the node agent records no pod events; upstream's kubelet records a Warning BackOff event"]
 fn a_crash_loop_is_told_by_a_back_off_event() {
-    let Some(server) = ProcessServer::start() else {
+    let Some(server) = ProcessServer::start("10.244.0.0/16") else {
         return;
     };
     let manifest = pod_manifest("crasher", "Always", &["sh", "-c", "exit 1"], Value::Null);
@@ -587,7 +591,7 @@ fn a_crash_loop_is_told_by_a_back_off_event() {
 
 #[test]
 fn a_container_over_its_memory_limit_is_oom_killed() {
-    let Some(server) = ProcessServer::start() else {
+    let Some(server) = ProcessServer::start("10.245.0.0/16") else {
         return;
     };
     let command = [

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod daemonset;
+mod podstartup;
 mod rollout;
 mod statefulset;
 
@@ -38,6 +39,8 @@ enum Which {
     Daemonset(daemonset::DaemonSetArgs),
     /// StatefulSets with a claim per pod on simulated nodes, created and rolled to a new image.
     Statefulset(statefulset::StatefulSetArgs),
+    /// Pods created at once on a local node running them as processes: creation to Ready.
+    PodStartup(podstartup::PodStartupArgs),
 }
 
 /// Options of `skiff bench steady`.
@@ -85,6 +88,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         Which::Rollout(a) => rollout::run(a).await,
         Which::Daemonset(a) => daemonset::run(a).await,
         Which::Statefulset(a) => statefulset::run(a).await,
+        Which::PodStartup(a) => podstartup::run(a).await,
     }
 }
 
@@ -172,19 +176,30 @@ async fn pods_not_running(pods: &Api<Pod>) -> Result<u64> {
 /// SQLite file in a fresh directory, the controllers, the scheduler, the pod CIDR allocator and
 /// a simulator with `nodes` nodes. Returns an in-process client and the directory.
 pub(super) async fn simulated_cluster(nodes: usize) -> Result<(kube::Client, tempfile::TempDir)> {
+    let (client, dir) = control_plane(skiff_agent::podcidr::DEFAULT_CLUSTER_CIDR.parse()?).await?;
+    let simulator = skiff_agent::SimConfig {
+        nodes,
+        ..Default::default()
+    };
+    tokio::spawn(skiff_agent::run_simulator(client.clone(), simulator));
+    Ok((client, dir))
+}
+
+/// The control plane of [`simulated_cluster`] without nodes, giving nodes pod CIDRs from
+/// `cluster_cidr`. Returns an in-process client and the directory holding the store.
+pub(super) async fn control_plane(
+    cluster_cidr: skiff_agent::podcidr::Ipv4Cidr,
+) -> Result<(kube::Client, tempfile::TempDir)> {
     let dir = tempfile::tempdir()?;
     let store = Arc::new(SqliteStore::open(dir.path().join("state.db"))?);
     let api = skiff_apiserver::ApiServer::new(store, "127.0.0.1:0".into()).await?;
     let client = kube::Client::new(api.router(), "default");
     skiff_controllers::spawn_all(client.clone(), Default::default());
     tokio::spawn(skiff_scheduler::run(client.clone(), Default::default()));
-    let cidr = skiff_agent::podcidr::DEFAULT_CLUSTER_CIDR.parse()?;
-    tokio::spawn(skiff_agent::run_pod_cidr_allocator(client.clone(), cidr));
-    let simulator = skiff_agent::SimConfig {
-        nodes,
-        ..Default::default()
-    };
-    tokio::spawn(skiff_agent::run_simulator(client.clone(), simulator));
+    tokio::spawn(skiff_agent::run_pod_cidr_allocator(
+        client.clone(),
+        cluster_cidr,
+    ));
     Ok((client, dir))
 }
 

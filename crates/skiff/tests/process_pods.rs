@@ -26,8 +26,9 @@ use std::time::Duration;
 use workloads::{PodWatch, SETTLE, apply, events_about, is_ready, live_pods, name};
 
 /// The tutorial's Deployment, serving its working directory over HTTP on port 8080 of every
-/// address (pods have no DNS, so binding the pod's name would not resolve), ready once it
-/// answers.
+/// address of the pod, ready once it answers. (http.server looks its host name up before it
+/// listens; pods have neither DNS nor an `/etc/hosts` line for their hostname, so that lookup
+/// times out after 10 s and the first probe succeeds only then.)
 const DEPLOYMENT: &str = r#"
 apiVersion: apps/v1
 kind: Deployment
@@ -58,6 +59,10 @@ spec:
               port: 8080
             periodSeconds: 1
 "#;
+
+/// The cluster CIDR of the Deployment's server, and how its pods' IPs start.
+const DEPLOYMENT_CIDR: &str = "10.241.0.0/16";
+const DEPLOYMENT_PODS_PREFIX: &str = "10.241.";
 
 /// The tutorial's StatefulSet and its headless Service (`examples/seed/statefulset.yaml`), whose
 /// container records its hostname in a new file of its volume and lists the volume.
@@ -283,6 +288,11 @@ fn check_serving(server: &Server) -> BTreeSet<String> {
         assert_eq!(pod["status"]["phase"], "Running", "{pod:#}");
         assert!(is_ready(pod), "{pod_name} is not Ready: {pod:#}");
         let ip = pod["status"]["podIP"].as_str().expect("a pod IP");
+        // The pod's own network namespace, on the node's pod CIDR: not the host's network.
+        assert!(
+            ip.starts_with(DEPLOYMENT_PODS_PREFIX),
+            "{pod_name}'s IP {ip}"
+        );
         assert!(ips.insert(ip.to_owned()), "two pods with IP {ip}");
         let path = format!("/?from={pod_name}");
         assert_eq!(http_get(ip, &path), "HTTP/1.0 200 OK", "GET {path} of {ip}");
@@ -302,7 +312,7 @@ fn check_serving(server: &Server) -> BTreeSet<String> {
 
 #[test]
 fn the_tutorial_deployment_serves_http_and_restarts_one_pod_at_a_time() {
-    let Some(server) = ProcessServer::start("10.241.0.0/16") else {
+    let Some(server) = ProcessServer::start(DEPLOYMENT_CIDR) else {
         return;
     };
     assert_eq!(
@@ -363,18 +373,35 @@ fn the_tutorial_deployment_serves_http_and_restarts_one_pod_at_a_time() {
     );
 }
 
-/// The `host-*` files in `dir` with their contents, by name.
-fn host_files(dir: &str) -> Vec<(String, String)> {
-    let mut files: Vec<(String, String)> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("reading {dir}: {e}"))
-        .flatten()
-        .map(|entry| {
-            let contents = std::fs::read_to_string(entry.path()).unwrap_or_default();
-            (entry.file_name().to_string_lossy().into_owned(), contents)
-        })
-        .collect();
-    files.sort();
-    files
+/// Waits until `dir` holds `count` files, each written (ending in a newline), and the pod
+/// `pod` has logged its listing of them (the container writes its file, then lists the
+/// directory); returns the files with their contents, by name.
+fn wait_files(server: &Server, dir: &str, count: usize, pod: &str) -> Vec<(String, String)> {
+    wait_until(
+        &format!("{count} files in {dir} listed by {pod}"),
+        SETTLE,
+        || {
+            let mut files: Vec<(String, String)> = std::fs::read_dir(dir)
+                .map_err(|e| format!("reading {dir}: {e}"))?
+                .flatten()
+                .map(|entry| {
+                    let contents = std::fs::read_to_string(entry.path()).unwrap_or_default();
+                    (entry.file_name().to_string_lossy().into_owned(), contents)
+                })
+                .collect();
+            files.sort();
+            let listing: String = files.iter().map(|(name, _)| format!("{name}\n")).collect();
+            let logs = server.ok(&["logs", pod]);
+            if files.len() == count
+                && files.iter().all(|(_, c)| c.ends_with('\n'))
+                && logs == listing
+            {
+                Ok(files)
+            } else {
+                Err(format!("files {files:?}, logs {logs:?}"))
+            }
+        },
+    )
 }
 
 #[test]
@@ -399,13 +426,10 @@ fn a_replaced_stateful_set_pod_keeps_its_hostname_and_volume() {
         "jsonpath={.spec.volumeName}",
     ]);
     let dir = server.ok(&["get", "pv", &volume, "-o", "jsonpath={.spec.hostPath.path}"]);
-    let written = host_files(&dir);
-    assert_eq!(written.len(), 1, "{written:?}");
+    let written = wait_files(&server, &dir, 1, pod);
     let (first_file, hostname) = &written[0];
     assert!(first_file.starts_with("host-"), "{written:?}");
     assert_eq!(hostname, "nginx-statefulset-1\n");
-    // The container listed its volume after writing: `ls` of the mount shows the same file.
-    assert_eq!(server.ok(&["logs", pod]), format!("{first_file}\n"));
 
     let old_uid = server.ok(&["get", "pod", pod, "-o", "jsonpath={.metadata.uid}"]);
     // kubectl's own wait for the deletion could miss a pod recreated at once under the name.
@@ -424,18 +448,14 @@ fn a_replaced_stateful_set_pod_keeps_its_hostname_and_volume() {
             Err(format!("{current:#}"))
         }
     });
-    let written = host_files(&dir);
-    assert_eq!(written.len(), 2, "{written:?}");
+    // The new pod has the same hostname, and its volume still holds its predecessor's file.
+    let written = wait_files(&server, &dir, 2, pod);
     assert_eq!(&written[0].0, first_file, "{written:?}");
     assert!(
         written
             .iter()
             .all(|(_, hostname)| hostname == "nginx-statefulset-1\n"),
         "{written:?}"
-    );
-    assert_eq!(
-        server.ok(&["logs", pod]),
-        format!("{first_file}\n{}\n", written[1].0)
     );
 
     let pods: BTreeSet<String> = (0..3).map(|n| format!("nginx-statefulset-{n}")).collect();

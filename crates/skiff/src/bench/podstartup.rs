@@ -33,6 +33,10 @@ pub struct PodStartupArgs {
 /// The namespace the measured pods live in.
 const NAMESPACE: &str = "bench";
 
+/// The `role` label of the pod that runs before the measurement, and of the measured pods.
+const WARM_UP: &str = "warm-up";
+const MEASURED: &str = "measured";
+
 /// How long the pods may take to become Ready, or to go once deleted.
 const TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -89,8 +93,8 @@ fn effective_uid_is_root() -> bool {
 /// each running pod adds to this process.
 async fn measure(pods: &Api<Pod>, count: usize) -> Result<()> {
     let started = Instant::now();
-    let warm_up = watch_ready(pods, 1).await?;
-    pods.create(&PostParams::default(), &manifest("warm-up")?)
+    let warm_up = watch_ready(pods, WARM_UP, 1).await?;
+    pods.create(&PostParams::default(), &manifest("warm-up", WARM_UP)?)
         .await?;
     warm_up.await??;
     println!(
@@ -99,12 +103,15 @@ async fn measure(pods: &Api<Pod>, count: usize) -> Result<()> {
     );
     let rss_before = rss_kib().context("reading VmRSS")?;
 
-    let ready_at = watch_ready(pods, count).await?;
+    let ready_at = watch_ready(pods, MEASURED, count).await?;
     let (cpu, started) = (cpu_time(), Instant::now());
     let creates = (0..count).map(|i| async move {
         let sent = Instant::now();
-        pods.create(&PostParams::default(), &manifest(&format!("pod-{i}"))?)
-            .await?;
+        pods.create(
+            &PostParams::default(),
+            &manifest(&format!("pod-{i}"), MEASURED)?,
+        )
+        .await?;
         anyhow::Ok((format!("pod-{i}"), sent))
     });
     let sent: HashMap<String, Instant> = futures::future::try_join_all(creates)
@@ -143,10 +150,11 @@ async fn measure(pods: &Api<Pod>, count: usize) -> Result<()> {
     Ok(())
 }
 
-/// A pod `name` whose one container sleeps: no probes, so it is Ready once started.
-fn manifest(name: &str) -> Result<Pod> {
+/// A pod `name` labelled `role=<role>` whose one container sleeps: no probes, so it is Ready
+/// once started.
+fn manifest(name: &str, role: &str) -> Result<Pod> {
     Ok(serde_json::from_value(json!({
-        "metadata": {"name": name},
+        "metadata": {"name": name, "labels": {"role": role}},
         "spec": {
             "terminationGracePeriodSeconds": 1,
             "containers": [{"name": "app", "image": "busybox", "command": ["sleep", "3600"]}],
@@ -154,20 +162,25 @@ fn manifest(name: &str) -> Result<Pod> {
     }))?)
 }
 
-/// Starts watching the namespace's pods (from now) and returns a task that ends once `count`
-/// pods have been seen Ready, with the instant each was first seen so.
+/// Starts watching the pods labelled `role=<role>` (from now) and returns a task that ends
+/// once `count` of them have been seen Ready, with the instant each was first seen so.
 async fn watch_ready(
     pods: &Api<Pod>,
+    role: &str,
     count: usize,
 ) -> Result<tokio::task::JoinHandle<Result<HashMap<String, Instant>>>> {
+    let selector = format!("role={role}");
     let version = pods
-        .list_metadata(&ListParams::default())
+        .list_metadata(&ListParams::default().labels(&selector))
         .await?
         .metadata
         .resource_version
         .unwrap_or_default();
     let mut events = pods
-        .watch(&WatchParams::default().timeout(290), &version)
+        .watch(
+            &WatchParams::default().labels(&selector).timeout(290),
+            &version,
+        )
         .await?
         .boxed();
     Ok(tokio::spawn(async move {

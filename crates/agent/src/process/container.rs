@@ -7,8 +7,8 @@ use super::logs::{self, LogFile};
 use super::probes::{self, ProbeEvent, ProbeTarget};
 use super::spawn;
 use super::state::{ProcessRef, RunRecord};
-use super::volumes;
 use super::{MINIMUM_GRACE, PodContext, StopRequest, pod_hostname, waiting};
+use super::{hosts, volumes};
 use crate::podnet::PodNetwork;
 use crate::runtime::{CrashLoopBackOff, PodSandboxConfig, RuntimePodStatus, go_duration};
 use crate::sim::{hex_id, now_time};
@@ -445,7 +445,11 @@ async fn start(
     let mounts = match sandbox {
         Some(_) => {
             let volumes = pod.volumes.lock().unwrap().clone();
-            let mounts = volumes::mounts_of(&pod.pod, container, &volumes).map_err(config_error)?;
+            let mut mounts =
+                volumes::mounts_of(&pod.pod, container, &volumes).map_err(config_error)?;
+            if let Some(hosts) = hosts_mount(pod, &mounts) {
+                mounts.push(hosts);
+            }
             for mount in &mounts {
                 mount
                     .prepare()
@@ -929,6 +933,29 @@ async fn back_off(
         s.restart_count += 1;
     });
     true
+}
+
+/// The kubelet-managed `/etc/hosts` for a container of a pod with its own network namespace,
+/// unless the container mounts something there itself (upstream's `shouldMountHostsFile`).
+fn hosts_mount(pod: &PodContext, mounts: &[spawn::BindMount]) -> Option<spawn::BindMount> {
+    let host_network = pod.pod.spec.as_ref().and_then(|s| s.host_network) == Some(true);
+    let own = mounts.iter().any(|m| m.target == Path::new("/etc/hosts"));
+    let ip = pod.addresses.lock().unwrap().pod_ip?;
+    if host_network || own {
+        return None;
+    }
+    let hostname = pod_hostname(&pod.pod);
+    match hosts::write(&pod.dir, &pod.pod, &hostname, ip) {
+        Ok(source) => Some(spawn::BindMount {
+            source,
+            target: PathBuf::from("/etc/hosts"),
+            read_only: false,
+        }),
+        Err(err) => {
+            tracing::warn!(pod = %pod.display, %err, "writing the pod's hosts file");
+            None
+        }
+    }
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@
 mod cgroup;
 mod container;
 pub mod env;
+mod hosts;
 pub mod logs;
 pub mod probes;
 pub mod spawn;

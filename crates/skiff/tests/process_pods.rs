@@ -27,8 +27,7 @@ use workloads::{PodWatch, SETTLE, apply, events_about, is_ready, live_pods, name
 
 /// The tutorial's Deployment, serving its working directory over HTTP on port 8080 of every
 /// address of the pod, ready once it answers. (http.server looks its host name up before it
-/// listens; pods have neither DNS nor an `/etc/hosts` line for their hostname, so that lookup
-/// times out after 10 s and the first probe succeeds only then.)
+/// listens: the pod's `/etc/hosts` answers, as pods have no DNS.)
 const DEPLOYMENT: &str = r#"
 apiVersion: apps/v1
 kind: Deployment
@@ -246,27 +245,49 @@ fn live_pod_names(server: &Server, selector: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// Runs `kubectl rollout status <what>` (bounded) and returns its last line.
+/// How long a rollout may take. A new pod that gets the IP of a pod deleted moments before is
+/// unreachable from the node until the node's neighbour (ARP) entry for the old pod expires,
+/// 10 to 45 s: see [`a_pod_on_a_just_freed_ip_answers_at_once`].
+const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Runs `kubectl rollout status <what>` until it reports success (each run bounded, as the
+/// harness bounds every command) and returns its last line.
 fn rollout_status(server: &Server, what: &str) -> String {
-    let stdout = server.ok(&["rollout", "status", what, "--timeout=120s"]);
-    stdout.lines().last().unwrap_or_default().to_owned()
+    wait_until(
+        &format!("kubectl rollout status {what}"),
+        ROLLOUT_TIMEOUT,
+        || {
+            let output = server.run(&["rollout", "status", what, "--timeout=60s"]);
+            if output.code == 0 {
+                Ok(output.stdout.lines().last().unwrap_or_default().to_owned())
+            } else {
+                Err(format!("{output:?}"))
+            }
+        },
+    )
 }
 
 /// Sends `GET <path>` to port 8080 of `ip` and returns the response's status line.
-fn http_get(ip: &str, path: &str) -> String {
+fn try_http_get(ip: &str, path: &str) -> Result<String, String> {
     let address = SocketAddr::new(ip.parse().expect("a pod IP"), 8080);
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("connecting to {address}: {e}"));
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(1))
+        .map_err(|e| format!("connecting to {address}: {e}"))?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .expect("setting a read timeout");
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n")
-        .unwrap_or_else(|e| panic!("sending to {address}: {e}"));
+        .map_err(|e| format!("sending to {address}: {e}"))?;
     let mut response = String::new();
     stream
         .read_to_string(&mut response)
-        .unwrap_or_else(|e| panic!("reading from {address}: {e}"));
-    response.lines().next().unwrap_or_default().to_owned()
+        .map_err(|e| format!("reading from {address}: {e}"))?;
+    Ok(response.lines().next().unwrap_or_default().to_owned())
+}
+
+/// [`try_http_get`], failing the test if the request fails.
+#[track_caller]
+fn http_get(ip: &str, path: &str) -> String {
+    try_http_get(ip, path).unwrap_or_else(|e| panic!("GET {path}: {e}"))
 }
 
 /// Whether a pod from a kube-rs watch is Ready.
@@ -639,4 +660,43 @@ fn a_container_over_its_memory_limit_is_oom_killed() {
     assert_eq!(cell(&row, "STATUS"), "OOMKilled");
     assert_eq!(cell(&row, "RESTARTS"), "0");
     delete_pod(&server, "hog");
+}
+
+/// The command of a pod serving HTTP on port 8080.
+const HTTP_SERVER: [&str; 6] = ["python3", "-m", "http.server", "8080", "--bind", "0.0.0.0"];
+
+/// Waits until the pod `name` is Running with an IP, and returns the IP.
+fn wait_pod_ip(server: &Server, name: &str) -> String {
+    wait_until(&format!("{name} Running"), SETTLE, || {
+        let pod = server.get_json(&["get", "pod", name]);
+        match pod["status"]["podIP"].as_str() {
+            Some(ip) if pod["status"]["phase"] == "Running" => Ok(ip.to_owned()),
+            _ => Err(format!("{pod:#}")),
+        }
+    })
+}
+
+#[test]
+#[ignore = "a pod given the IP of a pod deleted moments before is unreachable from the node for 10-45 s: the node's neighbour entry still holds the old pod's MAC (podnet sends no gratuitous ARP, as upstream's bridge CNI plugin does, and the agent hands out the lowest free IP at once, where host-local goes round-robin)"]
+fn a_pod_on_a_just_freed_ip_answers_at_once() {
+    let Some(server) = ProcessServer::start("10.246.0.0/16") else {
+        return;
+    };
+    let first = pod_manifest("first", "Always", &HTTP_SERVER, Value::Null);
+    assert_eq!(apply(&server, "default", &first), "pod/first created\n");
+    let first_ip = wait_pod_ip(&server, "first");
+    // Talking to the pod puts its MAC in the node's neighbour table.
+    wait_until("first answering", SETTLE, || try_http_get(&first_ip, "/"));
+    delete_pod(&server, "first");
+
+    let second = pod_manifest("second", "Always", &HTTP_SERVER, Value::Null);
+    assert_eq!(apply(&server, "default", &second), "pod/second created\n");
+    let second_ip = wait_pod_ip(&server, "second");
+    eprintln!("first had {first_ip}, second has {second_ip}");
+    // http.server listens within a second or two of starting.
+    let status = wait_until("second answering", Duration::from_secs(5), || {
+        try_http_get(&second_ip, "/")
+    });
+    assert_eq!(status, "HTTP/1.0 200 OK");
+    delete_pod(&server, "second");
 }

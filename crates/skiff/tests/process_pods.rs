@@ -7,7 +7,8 @@
 //!
 //! Isolation needs root on Linux: elsewhere every test prints a notice and passes. Each test
 //! deletes what it created and checks that none of its pods' processes survive; a failed test
-//! kills them when its server goes (see [`ProcessServer`]).
+//! kills them when its server goes (see [`ProcessServer`]). Two tests are ignored until the
+//! node agent does what they check: BackOff events, and pods reachable at once on a reused IP.
 
 mod common;
 mod workloads;

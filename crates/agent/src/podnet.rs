@@ -168,8 +168,17 @@ fn gateway(cidr: Ipv4Cidr) -> io::Result<Ipv4Addr> {
 }
 
 /// Creates the bridge unless it exists, and makes sure it is up with the gateway address.
+/// A bridge this process already configured with this gateway, and which still exists, is
+/// left alone: that saves one `ip` run per pod.
 fn ensure_bridge(bridge: &str, gateway: Ipv4Addr, prefix: u8) -> io::Result<()> {
-    if !Path::new(SYS_CLASS_NET).join(bridge).exists() {
+    static CONFIGURED: Mutex<Vec<(String, Ipv4Addr, u8)>> = Mutex::new(Vec::new());
+    let mut configured = CONFIGURED.lock().unwrap_or_else(|e| e.into_inner());
+    let wanted = (bridge.to_owned(), gateway, prefix);
+    let exists = Path::new(SYS_CLASS_NET).join(bridge).exists();
+    if exists && configured.contains(&wanted) {
+        return Ok(());
+    }
+    if !exists {
         run_ip(&["link", "add", "name", bridge, "type", "bridge"])?;
     }
     run_ip_batch(
@@ -178,7 +187,10 @@ fn ensure_bridge(bridge: &str, gateway: Ipv4Addr, prefix: u8) -> io::Result<()> 
             format!("addr replace {gateway}/{prefix} dev {bridge}"),
             format!("link set {bridge} up"),
         ],
-    )
+    )?;
+    configured.retain(|(b, _, _)| b != bridge || exists);
+    configured.push(wanted);
+    Ok(())
 }
 
 /// Creates the veth pair with its pod end as `eth0` in `netns`, attaches the host end to the
@@ -191,10 +203,17 @@ fn connect_pod(
     gateway: Ipv4Addr,
     cidr: Ipv4Cidr,
 ) -> io::Result<()> {
-    run_ip(&[
-        "link", "add", host_veth, "up", "master", bridge, "type", "veth", "peer", "name", "eth0",
-        "netns", netns,
-    ])?;
+    // The node may still map the IP to the MAC of the pod that had it before: forgotten, the
+    // new pod answers at once instead of after the neighbour entry goes stale (10-45 s).
+    run_ip_batch(
+        None,
+        &[
+            format!(
+                "link add {host_veth} up master {bridge} type veth peer name eth0 netns {netns}"
+            ),
+            format!("neigh flush to {ip} dev {bridge}"),
+        ],
+    )?;
     run_ip_batch(
         Some(netns),
         &[

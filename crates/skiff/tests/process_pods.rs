@@ -246,10 +246,9 @@ fn live_pod_names(server: &Server, selector: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// How long a rollout may take. A new pod that gets the IP of a pod deleted moments before is
-/// unreachable from the node until the node's neighbour (ARP) entry for the old pod expires,
-/// 10 to 45 s: see [`a_pod_on_a_just_freed_ip_answers_at_once`].
-const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a rollout may take: its pods start in a couple of seconds each, but the machine
+/// may be busy with other tests.
+const ROLLOUT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Runs `kubectl rollout status <what>` until it reports success (each run bounded, as the
 /// harness bounds every command) and returns its last line.
@@ -678,7 +677,6 @@ fn wait_pod_ip(server: &Server, name: &str) -> String {
 }
 
 #[test]
-#[ignore = "a pod given the IP of a pod deleted moments before is unreachable from the node for 10-45 s: the node's neighbour entry still holds the old pod's MAC (podnet sends no gratuitous ARP, as upstream's bridge CNI plugin does, and the agent hands out the lowest free IP at once, where host-local goes round-robin)"]
 fn a_pod_on_a_just_freed_ip_answers_at_once() {
     let Some(server) = ProcessServer::start("10.246.0.0/16") else {
         return;

@@ -149,11 +149,16 @@ pub(super) async fn run_pod(
         }
     }
     if adopted.is_none() && pod.settings.isolated {
-        match spawn::create_sandbox(
-            &pod_hostname(&pod.pod),
-            netns.as_deref(),
-            &pod.settings.handle,
-        ) {
+        let (hostname, netns_path) = (pod_hostname(&pod.pod), netns.clone());
+        let handle = pod.settings.handle.clone();
+        // Forking waits for the child's exec: off the async workers, or a hundred pods
+        // starting at once stall every other task (status writes included) meanwhile.
+        let created = tokio::task::spawn_blocking(move || {
+            spawn::create_sandbox(&hostname, netns_path.as_deref(), &handle)
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        match created {
             Ok(holder) => {
                 let reference = holder.id().and_then(ProcessRef::of);
                 pod.persist(|state| state.sandbox = reference);
@@ -496,7 +501,11 @@ async fn start(
         cgroup_procs: cgroup.procs_files().unwrap_or_default(),
         stdio: [Stdio::null(), stdout.into(), stderr.into()],
     };
-    let mut child = match spawn::spawn(launch, &pod.settings.handle) {
+    let handle = pod.settings.handle.clone();
+    let spawned = tokio::task::spawn_blocking(move || spawn::spawn(launch, &handle))
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    let mut child = match spawned {
         Ok(child) => child,
         Err(err) => {
             for copy in copies {

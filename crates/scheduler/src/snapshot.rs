@@ -2,7 +2,7 @@
 //! requests and count), the volumes pods claim, and each pending pod's scheduling-relevant
 //! spec, parsed once.
 
-use crate::resources::{PodRequests, Resources, parse_quantity, pod_requests};
+use crate::resources::{PodRequests, Resources, pod_requests};
 use k8s_openapi::api::core::v1::{
     Node, NodeSelector, PersistentVolume, PersistentVolumeClaim, Pod, PreferredSchedulingTerm,
     Taint, Toleration,
@@ -40,7 +40,7 @@ impl NodeFacts {
             allocatable: Resources::from_list(allocatable),
             allowed_pods: allocatable
                 .and_then(|a| a.get("pods"))
-                .and_then(|q| parse_quantity(&q.0, false))
+                .and_then(|q| skiff_api::quantity::parse_int(&q.0, false))
                 .unwrap_or(0),
         }
     }

@@ -66,7 +66,7 @@ impl Limits {
             |list: Option<&std::collections::BTreeMap<String, _>>, name: &str, milli: bool| {
                 list.and_then(|l| l.get(name)).and_then(
                     |q: &k8s_openapi::apimachinery::pkg::api::resource::Quantity| {
-                        skiff_scheduler::resources::parse_quantity(&q.0, milli)
+                        skiff_api::quantity::parse_int(&q.0, milli)
                     },
                 )
             };

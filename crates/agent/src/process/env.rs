@@ -298,7 +298,7 @@ fn resource_value(
         ),
         _ => return Err(format!("unsupported container resource : {resource}")),
     };
-    let milli = |q: &str| skiff_scheduler::resources::parse_quantity(q, true);
+    let milli = |q: &str| skiff_api::quantity::parse_int(q, true);
     let value = list
         .and_then(|l| l.get(name))
         .and_then(|q| milli(&q.0))

@@ -9,7 +9,7 @@
 
 use crate::podcidr::Ipv4Cidr;
 use crate::queue::WorkQueue;
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::{ContainerState, ContainerStateWaiting, ContainerStatus, Pod};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -146,6 +146,17 @@ impl CrashLoopBackOff {
             self.entry = Some((Self::INITIAL, now));
         }
         None
+    }
+}
+
+/// A container state waiting for `reason`, with an optional message.
+pub(crate) fn waiting(reason: &str, message: Option<String>) -> ContainerState {
+    ContainerState {
+        waiting: Some(ContainerStateWaiting {
+            reason: Some(reason.into()),
+            message,
+        }),
+        ..Default::default()
     }
 }
 

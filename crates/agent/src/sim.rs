@@ -21,10 +21,10 @@
 
 use crate::runtime::{
     CrashLoopBackOff, PodSandboxConfig, Runtime, RuntimePodStatus, StatusChanges, go_duration,
+    waiting,
 };
 use k8s_openapi::api::core::v1::{
-    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
-    ContainerStatus, Pod,
+    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStatus, Pod,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use std::cmp::Reverse;
@@ -187,16 +187,6 @@ pub(crate) fn hex_id(parts: &[&str]) -> String {
             format!("{:016x}", hasher.finish())
         })
         .collect()
-}
-
-fn waiting(reason: &str, message: Option<String>) -> ContainerState {
-    ContainerState {
-        waiting: Some(ContainerStateWaiting {
-            reason: Some(reason.into()),
-            message,
-        }),
-        ..Default::default()
-    }
 }
 
 impl SimPod {

@@ -7,10 +7,10 @@ use super::logs::{self, LogFile};
 use super::probes::{self, ProbeEvent, ProbeTarget};
 use super::spawn;
 use super::state::{ProcessRef, RunRecord};
-use super::{MINIMUM_GRACE, PodContext, StopRequest, pod_hostname, waiting};
+use super::{MINIMUM_GRACE, PodContext, StopRequest, pod_hostname};
 use super::{hosts, volumes};
 use crate::podnet::PodNetwork;
-use crate::runtime::{CrashLoopBackOff, PodSandboxConfig, RuntimePodStatus, go_duration};
+use crate::runtime::{CrashLoopBackOff, PodSandboxConfig, RuntimePodStatus, go_duration, waiting};
 use crate::sim::{hex_id, now_time};
 use k8s_openapi::api::core::v1::{
     Container, ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStatus,

@@ -32,10 +32,10 @@ pub mod state;
 pub mod volumes;
 
 use crate::podnet::PodNetwork;
-use crate::runtime::{PodSandboxConfig, Runtime, RuntimePodStatus, StatusChanges};
+use crate::runtime::{PodSandboxConfig, Runtime, RuntimePodStatus, StatusChanges, waiting};
 use cgroup::{CgroupMode, ContainerCgroup};
 use env::PodAddresses;
-use k8s_openapi::api::core::v1::{ContainerState, ContainerStateWaiting, ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use state::PodState;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -189,17 +189,6 @@ async fn sweep_orphans(settings: Arc<Settings>, pods: Arc<Mutex<HashMap<String, 
             let _ = tokio::task::spawn_blocking(move || PodNetwork::teardown(&network_uid)).await;
         }
         let _ = std::fs::remove_dir_all(entry.path());
-    }
-}
-
-/// A waiting container state.
-fn waiting(reason: &str, message: Option<String>) -> ContainerState {
-    ContainerState {
-        waiting: Some(ContainerStateWaiting {
-            reason: Some(reason.into()),
-            message,
-        }),
-        ..Default::default()
     }
 }
 

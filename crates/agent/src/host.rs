@@ -14,19 +14,21 @@ use crate::node::{NodeProfile, status_changed};
 use crate::podcidr::Ipv4Cidr;
 use crate::podstatus::{PodRecord, pod_status};
 use crate::queue::WorkQueue;
-use crate::runtime::{PodSandboxConfig, Runtime, StatusChanges};
+use crate::runtime::{ContainerEvent, PodSandboxConfig, Runtime, StatusChanges};
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference, Time};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
+use skiff_controllers::events::{EventRecorder, EventType};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 
 /// The node annotation that stops (value `stopped`) a node's heartbeats.
 pub const HEARTBEAT_ANNOTATION: &str = "skiff.dev/heartbeat";
@@ -140,6 +142,8 @@ pub(crate) struct Host {
     state: Mutex<HostState>,
     pod_queue: Arc<WorkQueue<String>>,
     changes: StatusChanges,
+    /// Container events from the runtime, until [`Host::run`] takes them to record.
+    container_events: Mutex<Option<mpsc::UnboundedReceiver<ContainerEvent>>>,
     writes: tokio::sync::Semaphore,
 }
 
@@ -170,12 +174,14 @@ struct PodWrite {
 impl Host {
     pub(crate) fn new(client: Client, runtime: Arc<dyn Runtime>, spec: HostSpec) -> Arc<Self> {
         let pod_queue = Arc::new(WorkQueue::new());
+        let (events, container_events) = mpsc::unbounded_channel();
         Arc::new(Self {
             client,
             runtime,
             spec,
             state: Mutex::new(HostState::default()),
-            changes: StatusChanges(pod_queue.clone()),
+            changes: StatusChanges::new(pod_queue.clone(), events),
+            container_events: Mutex::new(Some(container_events)),
             pod_queue,
             writes: tokio::sync::Semaphore::new(HEARTBEAT_CONCURRENCY),
         })
@@ -207,11 +213,59 @@ impl Host {
             tasks.spawn(self.clone().pod_worker());
         }
         tasks.spawn(self.clone().heartbeats());
+        if let Some(events) = self.container_events.lock().unwrap().take() {
+            tasks.spawn(self.clone().record_container_events(events));
+        }
         // Nodes first: pods found before their node is known would only be parked.
         let (listed, nodes_listed) = tokio::sync::oneshot::channel();
         tasks.spawn(self.clone().watch_nodes(listed));
         let _ = nodes_listed.await;
         self.watch_pods().await;
+    }
+
+    /// Records the runtime's container events about their pods, as the kubelet does: source
+    /// `kubelet` on the pod's node, the container named by the event's `fieldPath`.
+    async fn record_container_events(
+        self: Arc<Self>,
+        mut events: mpsc::UnboundedReceiver<ContainerEvent>,
+    ) {
+        let mut recorders: HashMap<String, EventRecorder> = HashMap::new();
+        while let Some(event) = events.recv().await {
+            let Some((object, node, init)) = ({
+                let state = self.state.lock().unwrap();
+                state.pods.get(&event.pod_uid).map(|record| {
+                    let init = record
+                        .init_containers
+                        .iter()
+                        .any(|c| c.name == event.container);
+                    let object = ObjectReference {
+                        api_version: Some("v1".into()),
+                        kind: Some("Pod".into()),
+                        namespace: Some(record.namespace.clone()),
+                        name: Some(record.name.clone()),
+                        uid: Some(event.pod_uid.clone()),
+                        ..Default::default()
+                    };
+                    (object, record.node.clone(), init)
+                })
+            }) else {
+                continue;
+            };
+            let field = if init { "initContainers" } else { "containers" };
+            let object = ObjectReference {
+                field_path: Some(format!("spec.{field}{{{}}}", event.container)),
+                ..object
+            };
+            let recorder = recorders
+                .entry(node.clone())
+                .or_insert_with(|| EventRecorder::with_host(self.client.clone(), "kubelet", &node));
+            let kind = if event.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            };
+            recorder.record(&object, kind, event.reason, event.message);
+        }
     }
 
     async fn watch_nodes(self: Arc<Self>, listed: tokio::sync::oneshot::Sender<()>) {

@@ -40,21 +40,62 @@ pub struct PodSandboxConfig {
     pub cidr: Option<Ipv4Cidr>,
 }
 
-/// Tells the agent that a pod's runtime status changed; cheap to clone.
+/// Something that happened to a container, which the agent records as an Event about the
+/// pod, as the kubelet records `Created`, `Started`, `Killing`, `BackOff` and `Unhealthy`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerEvent {
+    /// The pod's uid.
+    pub pod_uid: String,
+    /// The container's name (the event's `fieldPath` names it).
+    pub container: String,
+    /// A `Warning` rather than a `Normal` event.
+    pub warning: bool,
+    /// The event's reason, e.g. `BackOff`.
+    pub reason: &'static str,
+    /// The event's message, as upstream words it.
+    pub message: String,
+}
+
+/// Tells the agent that a pod's runtime status changed, or that something happened to one of
+/// its containers; cheap to clone.
 #[derive(Clone)]
-pub struct StatusChanges(pub(crate) Arc<WorkQueue<String>>);
+pub struct StatusChanges {
+    queue: Arc<WorkQueue<String>>,
+    events: Option<tokio::sync::mpsc::UnboundedSender<ContainerEvent>>,
+}
 
 impl StatusChanges {
+    /// Changes that go to the agent's pod `queue` and container `events`.
+    pub(crate) fn new(
+        queue: Arc<WorkQueue<String>>,
+        events: tokio::sync::mpsc::UnboundedSender<ContainerEvent>,
+    ) -> Self {
+        Self {
+            queue,
+            events: Some(events),
+        }
+    }
+
     /// Changes nobody receives, for driving a runtime without an agent (tests, tools), which
     /// then polls [`Runtime::pod_status`].
     pub fn unobserved() -> Self {
-        Self(Arc::new(WorkQueue::new()))
+        Self {
+            queue: Arc::new(WorkQueue::new()),
+            events: None,
+        }
     }
 
     /// Reports that the pod with this uid changed: the agent will read [`Runtime::pod_status`]
     /// again and write the pod's status if it differs.
     pub fn notify(&self, pod_uid: &str) {
-        self.0.add(pod_uid.to_string());
+        self.queue.add(pod_uid.to_string());
+    }
+
+    /// Reports a container event, which the agent records about the pod.
+    pub fn event(&self, event: ContainerEvent) {
+        if let Some(events) = &self.events {
+            let _ = events.send(event);
+        }
     }
 }
 

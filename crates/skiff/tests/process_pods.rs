@@ -603,8 +603,7 @@ fn a_failing_container_crash_loops_with_growing_back_off() {
 }
 
 #[test]
-#[ignore = "the node agent records no pod events; upstream's kubelet records a Warning BackOff event"]
-fn a_crash_loop_is_told_by_a_back_off_event() {
+fn a_crash_loop_is_told_by_container_events() {
     let Some(server) = ProcessServer::start("10.244.0.0/16") else {
         return;
     };
@@ -627,6 +626,15 @@ fn a_crash_loop_is_told_by_a_back_off_event() {
     });
     let described = server.ok(&["describe", "pod", "crasher"]);
     assert!(described.contains(&message), "{described}");
+    // Each run was created and started, as the kubelet tells it.
+    let events = events_about(&server, "default", "Pod", "crasher");
+    for (reason, message) in [
+        ("Created", "Created container: app"),
+        ("Started", "Started container app"),
+    ] {
+        let told = ("Normal".to_owned(), reason.to_owned(), message.to_owned());
+        assert!(events.contains(&told), "{reason} in {events:#?}");
+    }
     delete_pod(&server, "crasher");
 }
 

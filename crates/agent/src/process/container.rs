@@ -516,6 +516,9 @@ async fn start(
     };
     let pid = child.id().unwrap_or_default();
     let started_at = now_time();
+    let name = &container.name;
+    pod.event(name, false, "Created", format!("Created container: {name}"));
+    pod.event(name, false, "Started", format!("Started container {name}"));
     let record = RunRecord {
         process: ProcessRef::of(pid).unwrap_or(ProcessRef { pid, start_time: 0 }),
         id: hex_id(&[
@@ -631,6 +634,8 @@ async fn terminate(
     request: StopRequest,
 ) -> Option<i32> {
     let pgid = run.record.process.pid;
+    let name = &container.name;
+    pod.event(name, false, "Killing", format!("Stopping container {name}"));
     if request.grace.is_zero() {
         spawn::signal_group(pgid, libc::SIGKILL);
         return (&mut run.exit).await;
@@ -730,6 +735,8 @@ async fn watch_run(
                         pod.update_container(kind, index, |s| s.ready = ready && kind != Kind::Init)
                     }
                     ProbeEvent::Failed { probe, message } => {
+                        let event = format!("{} probe failed: {message}", capitalized(probe));
+                        pod.event(&container.name, true, "Unhealthy", event);
                         tracing::info!(pod = %pod.display, container = %container.name, probe, %message,
                             "probe failed, the container will be restarted");
                         let grace = [&container.liveness_probe, &container.startup_probe]
@@ -925,6 +932,11 @@ async fn back_off(
             go_duration(shown),
             pod.display
         );
+        let event = format!(
+            "Back-off restarting failed container {name} in pod {}",
+            pod.display
+        );
+        pod.event(&name, true, "BackOff", event);
         pod.update_container(kind, index, |s| {
             if s.state.as_ref().is_some_and(|st| st.terminated.is_some()) {
                 s.last_state = s.state.take();
@@ -965,6 +977,15 @@ fn hosts_mount(pod: &PodContext, mounts: &[spawn::BindMount]) -> Option<spawn::B
             None
         }
     }
+}
+
+/// `liveness` as upstream's event messages name the probe: `Liveness`.
+fn capitalized(word: &str) -> String {
+    let mut chars = word.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

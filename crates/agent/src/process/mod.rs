@@ -32,7 +32,9 @@ pub mod state;
 pub mod volumes;
 
 use crate::podnet::PodNetwork;
-use crate::runtime::{PodSandboxConfig, Runtime, RuntimePodStatus, StatusChanges, waiting};
+use crate::runtime::{
+    ContainerEvent, PodSandboxConfig, Runtime, RuntimePodStatus, StatusChanges, waiting,
+};
 use cgroup::{CgroupMode, ContainerCgroup};
 use env::PodAddresses;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
@@ -233,6 +235,17 @@ pub(crate) struct PodContext {
 }
 
 impl PodContext {
+    /// Tells the agent something that happened to `container`, for an Event about the pod.
+    fn event(&self, container: &str, warning: bool, reason: &'static str, message: String) {
+        self.changes.event(ContainerEvent {
+            pod_uid: self.uid.clone(),
+            container: container.to_owned(),
+            warning,
+            reason,
+            message,
+        });
+    }
+
     /// Changes the pod's status and tells the agent.
     fn update(&self, change: impl FnOnce(&mut RuntimePodStatus)) {
         change(&mut self.status.lock().unwrap());

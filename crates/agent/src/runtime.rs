@@ -138,7 +138,7 @@ pub trait Runtime: Send + Sync + 'static {
         pod_uid: &str,
         container: &str,
         command: &[String],
-    ) -> Result<tokio::process::Child, String> {
+    ) -> Result<crate::process::child::Child, String> {
         let _ = (pod_uid, container, command);
         Err(format!(
             "the {} runtime cannot exec in containers",

@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::{
 };
 use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
+use skiff_agent::process::child;
 use skiff_agent::{
     AgentConfig, PodSandboxConfig, Runtime, RuntimePodStatus, StatusChanges, run_node_agent,
 };
@@ -100,15 +101,20 @@ impl Runtime for FakeRuntime {
         _pod_uid: &str,
         _container: &str,
         command: &[String],
-    ) -> Result<tokio::process::Child, String> {
-        tokio::process::Command::new(&command[0])
-            .args(&command[1..])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| e.to_string())
+    ) -> Result<child::Child, String> {
+        child::start(child::Command {
+            program: command[0].clone(),
+            args: command[1..].to_vec(),
+            env: vec![],
+            steps: vec![],
+            stdio: [
+                child::Stdio::Piped,
+                child::Stdio::Piped,
+                child::Stdio::Piped,
+            ],
+            namespaces: 0,
+        })
+        .map_err(|e| e.to_string())
     }
 }
 

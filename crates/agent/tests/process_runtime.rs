@@ -444,8 +444,13 @@ async fn exec_runs_inside_the_container() {
     start(&runtime, &pod);
     wait_for(&runtime, &pod, "running", running).await;
     let command = ["sh", "-c", "echo $GREETING $(pwd) $(hostname)"].map(String::from);
-    let child = runtime.exec(&uid(&pod), "c", &command).unwrap();
-    let output = child.wait_with_output().await.unwrap();
+    let mut child = runtime.exec(&uid(&pod), "c", &command).unwrap();
+    let mut stdout = String::new();
+    let mut pipe = child.stdout.take().unwrap();
+    tokio::io::AsyncReadExt::read_to_string(&mut pipe, &mut stdout)
+        .await
+        .unwrap();
+    assert!(child.wait().await.unwrap().success());
     let hostname = if runtime.is_isolated() {
         "box".to_string()
     } else {
@@ -459,10 +464,7 @@ async fn exec_runs_inside_the_container() {
         .trim()
         .to_string()
     };
-    assert_eq!(
-        String::from_utf8(output.stdout).unwrap(),
-        format!("hi /tmp {hostname}\n")
-    );
+    assert_eq!(stdout, format!("hi /tmp {hostname}\n"));
     assert_eq!(
         runtime.exec(&uid(&pod), "nope", &command).unwrap_err(),
         "container not found (\"nope\")"

@@ -230,7 +230,7 @@ impl Kubelet {
 async fn run_session<S>(
     socket: WebSocketStream<S>,
     v5: bool,
-    child: Result<tokio::process::Child, String>,
+    child: Result<crate::process::child::Child, String>,
     options: &ExecOptions,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,

@@ -2,6 +2,7 @@
 //! supervised through its runs (restart policy, back-off, probes, graceful stop).
 
 use super::cgroup::{self, ContainerCgroup, Limits};
+use super::child::Stdio;
 use super::env::{self, EnvSources};
 use super::logs::{self, LogFile};
 use super::probes::{self, ProbeEvent, ProbeTarget};
@@ -20,7 +21,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
@@ -150,17 +150,16 @@ pub(super) async fn run_pod(
     }
     if adopted.is_none() && pod.settings.isolated {
         let (hostname, netns_path) = (pod_hostname(&pod.pod), netns.clone());
-        let handle = pod.settings.handle.clone();
-        // Forking waits for the child's exec: off the async workers, or a hundred pods
+        // Starting a process waits for its exec: off the async workers, or a hundred pods
         // starting at once stall every other task (status writes included) meanwhile.
         let created = tokio::task::spawn_blocking(move || {
-            spawn::create_sandbox(&hostname, netns_path.as_deref(), &handle)
+            spawn::create_sandbox(&hostname, netns_path.as_deref())
         })
         .await
         .unwrap_or_else(|e| Err(std::io::Error::other(e)));
         match created {
             Ok(holder) => {
-                let reference = holder.id().and_then(ProcessRef::of);
+                let reference = ProcessRef::of(holder.id());
                 pod.persist(|state| state.sandbox = reference);
                 *pod.holder.lock().unwrap() = Some(holder);
             }
@@ -499,7 +498,7 @@ async fn start(
         namespaces,
         mounts,
         cgroup_procs: cgroup.procs_files().unwrap_or_default(),
-        stdio: [Stdio::null(), stdout.into(), stderr.into()],
+        stdio: [Stdio::Null, stdout.into(), stderr.into()],
     };
     let handle = pod.settings.handle.clone();
     let spawned = tokio::task::spawn_blocking(move || spawn::spawn(launch, &handle))
@@ -514,7 +513,7 @@ async fn start(
             return Err(StartError::Failed(format!("exec: {:?}: {err}", argv[0])));
         }
     };
-    let pid = child.id().unwrap_or_default();
+    let pid = child.id();
     let started_at = now_time();
     let name = &container.name;
     pod.event(name, false, "Created", format!("Created container: {name}"));
@@ -611,8 +610,11 @@ async fn post_start(pod: &PodContext, container: &Container) -> bool {
     let Some(command) = hook_command(container, |l| l.post_start.as_ref()) else {
         return true;
     };
-    let null = || Stdio::null();
-    let status = match pod.exec_in(&container.name, &command, [null(), null(), null()]) {
+    let status = match pod.exec_in(
+        &container.name,
+        &command,
+        [Stdio::Null, Stdio::Null, Stdio::Null],
+    ) {
         Ok(mut hook) => hook.wait().await.map_err(|e| e.to_string()),
         Err(err) => Err(err),
     };
@@ -648,7 +650,7 @@ async fn terminate(
         match pod.exec_in(
             &container.name,
             &command,
-            [Stdio::null(), Stdio::null(), Stdio::null()],
+            [Stdio::Null, Stdio::Null, Stdio::Null],
         ) {
             Ok(mut hook) => {
                 if tokio::time::timeout(request.grace, hook.wait())
@@ -779,11 +781,7 @@ fn probe_target(pod: &Arc<PodContext>, container: &str) -> ProbeTarget {
     ProbeTarget {
         host: pod_ip.map_or(probes::LOCALHOST, std::net::IpAddr::V4),
         exec: Box::new(move |command| {
-            let child = exec_pod.exec_in(
-                &name,
-                &command,
-                [Stdio::null(), Stdio::null(), Stdio::null()],
-            );
+            let child = exec_pod.exec_in(&name, &command, [Stdio::Null, Stdio::Null, Stdio::Null]);
             Box::pin(async move {
                 let status = child?.wait().await.map_err(|e| e.to_string())?;
                 Ok(spawn::exit_code(status))

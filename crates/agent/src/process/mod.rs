@@ -22,6 +22,7 @@
 //! their own process groups: no namespaces, no volume mounts, no cgroups.
 
 mod cgroup;
+pub mod child;
 mod container;
 pub mod env;
 mod hosts;
@@ -42,7 +43,6 @@ use state::PodState;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -231,7 +231,7 @@ pub(crate) struct PodContext {
     /// Host paths of the pod's volumes, once prepared.
     volumes: Mutex<HashMap<String, PathBuf>>,
     /// The sandbox holder when this agent started it (an adopted one is known by pid only).
-    holder: Mutex<Option<tokio::process::Child>>,
+    holder: Mutex<Option<child::Child>>,
 }
 
 impl PodContext {
@@ -271,8 +271,8 @@ impl PodContext {
         &self,
         container: &str,
         argv: &[String],
-        stdio: [Stdio; 3],
-    ) -> Result<tokio::process::Child, String> {
+        stdio: [child::Stdio; 3],
+    ) -> Result<child::Child, String> {
         let not_found = || format!("container not found ({container:?})");
         let run = self
             .state
@@ -428,14 +428,18 @@ impl Runtime for ProcessRuntime {
         pod_uid: &str,
         container: &str,
         command: &[String],
-    ) -> Result<tokio::process::Child, String> {
+    ) -> Result<child::Child, String> {
         let pod = self
             .pod(pod_uid)
             .ok_or_else(|| format!("pod {pod_uid} not found"))?;
         pod.exec_in(
             container,
             command,
-            [Stdio::piped(), Stdio::piped(), Stdio::piped()],
+            [
+                child::Stdio::Piped,
+                child::Stdio::Piped,
+                child::Stdio::Piped,
+            ],
         )
     }
 }

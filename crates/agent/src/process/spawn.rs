@@ -4,10 +4,11 @@
 //! and owns the pod's mount, UTS (hostname) and IPC namespaces, joined to the pod's network
 //! namespace when it has one. Killing it ends every process of the pod.
 //!
-//! A container process is forked from a short-lived thread that has entered the sandbox's PID
-//! namespace (so the child is born in it); before `exec` the child enters the sandbox's other
+//! A container process is started from a short-lived thread that has entered the sandbox's PID
+//! namespace (so the child is born in it); before `execve` the child enters the sandbox's other
 //! namespaces, takes a mount namespace of its own with its volumes bind-mounted, joins its
-//! cgroup, changes to its working directory and leads a new process group.
+//! cgroup, changes to its working directory and leads a new process group. Both are started by
+//! [`child::start`](super::child::start), which does not copy the agent as `fork` would.
 
 use std::ffi::{CString, c_int};
 use std::fs::File;
@@ -16,16 +17,8 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
-/// Fails with the OS error when a libc call returned -1.
-fn check(result: c_int) -> io::Result<()> {
-    if result == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
+use super::child::{self, Child, Command, Stdio, Step};
 
 fn c_path(path: &Path) -> io::Result<CString> {
     CString::new(path.as_os_str().as_bytes())
@@ -33,67 +26,53 @@ fn c_path(path: &Path) -> io::Result<CString> {
 }
 
 /// Creates a pod sandbox with `hostname`, in the network namespace at `netns` (the host's
-/// when `None`); returns the holder process (PID 1 of the pod).
-pub fn create_sandbox(
-    hostname: &str,
-    netns: Option<&Path>,
-    handle: &tokio::runtime::Handle,
-) -> io::Result<tokio::process::Child> {
-    let hostname = hostname.as_bytes().to_vec();
-    let net = netns.map(File::open).transpose()?;
-    in_thread(handle, move || {
-        // SAFETY: unshare affects only this (short-lived) thread's future children.
-        check(unsafe { libc::unshare(libc::CLONE_NEWPID) })?;
-        let mut command = tokio::process::Command::new("sleep");
-        command
-            .arg("infinity")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0);
-        // SAFETY: the closure only makes system calls on values prepared before the fork.
-        unsafe {
-            command.pre_exec(move || {
-                check(libc::unshare(
-                    libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC,
-                ))?;
-                check(libc::sethostname(hostname.as_ptr().cast(), hostname.len()))?;
-                // Nothing mounted in the pod leaks to the host, nor the other way.
-                check(libc::mount(
-                    std::ptr::null(),
-                    c"/".as_ptr(),
-                    std::ptr::null(),
-                    libc::MS_REC | libc::MS_PRIVATE,
-                    std::ptr::null(),
-                ))?;
-                // The pod's /proc shows its own PID namespace.
-                check(libc::mount(
-                    c"proc".as_ptr(),
-                    c"/proc".as_ptr(),
-                    c"proc".as_ptr(),
-                    libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-                    std::ptr::null(),
-                ))?;
-                if let Some(net) = &net {
-                    check(libc::setns(net.as_raw_fd(), libc::CLONE_NEWNET))?;
-                }
-                Ok(())
-            });
-        }
-        command.spawn()
+/// when `None`); returns the holder process (PID 1 of the pod). Call it within the tokio
+/// runtime.
+pub fn create_sandbox(hostname: &str, netns: Option<&Path>) -> io::Result<Child> {
+    let mut steps = vec![
+        Step::SetHostname(hostname.as_bytes().to_vec()),
+        // Nothing mounted in the pod leaks to the host, nor the other way.
+        Step::Mount {
+            source: None,
+            target: c"/".into(),
+            fstype: None,
+            flags: libc::MS_REC | libc::MS_PRIVATE,
+        },
+        // The pod's /proc shows its own PID namespace.
+        Step::Mount {
+            source: Some(c"proc".into()),
+            target: c"/proc".into(),
+            fstype: Some(c"proc".into()),
+            flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        },
+    ];
+    if let Some(netns) = netns {
+        steps.push(Step::EnterNamespace(File::open(netns)?, libc::CLONE_NEWNET));
+    }
+    steps.push(Step::NewProcessGroup);
+    child::start(Command {
+        program: "sleep".into(),
+        args: vec!["infinity".into()],
+        env: vec![],
+        steps,
+        stdio: [Stdio::Null, Stdio::Null, Stdio::Null],
+        namespaces: libc::CLONE_NEWPID
+            | libc::CLONE_NEWNS
+            | libc::CLONE_NEWUTS
+            | libc::CLONE_NEWIPC,
     })
 }
 
-/// Runs `spawn` on a new thread (whose namespace changes die with it) inside the tokio runtime.
+/// Runs `start` on a new thread (whose namespace changes die with it) inside the tokio runtime.
 fn in_thread<T: Send>(
     handle: &tokio::runtime::Handle,
-    spawn: impl FnOnce() -> io::Result<T> + Send,
+    start: impl FnOnce() -> io::Result<T> + Send,
 ) -> io::Result<T> {
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
                 let _runtime = handle.enter();
-                spawn()
+                start()
             })
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("the spawning thread panicked")))
@@ -172,7 +151,7 @@ pub struct Launch {
 }
 
 /// Starts `launch` as the leader of a new process group.
-pub fn spawn(launch: Launch, handle: &tokio::runtime::Handle) -> io::Result<tokio::process::Child> {
+pub fn spawn(launch: Launch, handle: &tokio::runtime::Handle) -> io::Result<Child> {
     let Launch {
         argv,
         env,
@@ -180,69 +159,56 @@ pub fn spawn(launch: Launch, handle: &tokio::runtime::Handle) -> io::Result<toki
         namespaces,
         mounts,
         cgroup_procs,
-        stdio: [stdin, stdout, stderr],
+        stdio,
     } = launch;
     let (program, args) = argv
         .split_first()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no command"))?;
-    let mounts = mounts
-        .iter()
-        .map(|m| Ok((c_path(&m.source)?, c_path(&m.target)?, m.read_only)))
-        .collect::<io::Result<Vec<_>>>()?;
-    let working_dir = c_path(&working_dir)?;
-    let mut command = tokio::process::Command::new(program);
-    command
-        .args(args)
-        .env_clear()
-        .envs(env)
-        .stdin(stdin)
-        .stdout(stdout)
-        .stderr(stderr)
-        .process_group(0);
-    let pid_namespace = namespaces.as_ref().map(|n| n.pid.try_clone()).transpose()?;
-    // SAFETY: the closure only makes system calls on values prepared before the fork.
-    unsafe {
-        command.pre_exec(move || {
-            if let Some(namespaces) = &namespaces {
-                check(libc::setns(namespaces.mnt.as_raw_fd(), libc::CLONE_NEWNS))?;
-                if !mounts.is_empty() {
-                    check(libc::unshare(libc::CLONE_NEWNS))?;
-                }
-                for (source, target, read_only) in &mounts {
-                    check(libc::mount(
-                        source.as_ptr(),
-                        target.as_ptr(),
-                        std::ptr::null(),
-                        libc::MS_BIND | libc::MS_REC,
-                        std::ptr::null(),
-                    ))?;
-                    if *read_only {
-                        check(libc::mount(
-                            std::ptr::null(),
-                            target.as_ptr(),
-                            std::ptr::null(),
-                            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
-                            std::ptr::null(),
-                        ))?;
-                    }
-                }
-                for (namespace, kind) in &namespaces.others {
-                    check(libc::setns(namespace.as_raw_fd(), *kind))?;
-                }
-            }
-            for procs in &cgroup_procs {
-                check(libc::write(procs.as_raw_fd(), c"0".as_ptr().cast(), 1) as c_int)?;
-            }
-            check(libc::chdir(working_dir.as_ptr()))
-        });
-    }
-    in_thread(handle, move || {
-        if let Some(pid_namespace) = &pid_namespace {
-            // SAFETY: setns affects only this (short-lived) thread's future children.
-            check(unsafe { libc::setns(pid_namespace.as_fd().as_raw_fd(), libc::CLONE_NEWPID) })?;
+    let mut steps = Vec::new();
+    let mut pid_namespace = None;
+    if let Some(namespaces) = namespaces {
+        steps.push(Step::EnterNamespace(namespaces.mnt, libc::CLONE_NEWNS));
+        if !mounts.is_empty() {
+            steps.push(Step::Unshare(libc::CLONE_NEWNS));
         }
-        command.spawn()
-    })
+        for mount in &mounts {
+            let target = c_path(&mount.target)?;
+            steps.push(Step::bind(c_path(&mount.source)?, target.clone()));
+            if mount.read_only {
+                steps.push(Step::remount_read_only(target));
+            }
+        }
+        for (namespace, kind) in namespaces.others {
+            steps.push(Step::EnterNamespace(namespace, kind));
+        }
+        pid_namespace = Some(namespaces.pid);
+    }
+    steps.extend(cgroup_procs.into_iter().map(Step::JoinCgroup));
+    steps.push(Step::ChangeDir(c_path(&working_dir)?));
+    steps.push(Step::NewProcessGroup);
+    let command = Command {
+        program: program.clone(),
+        args: args.to_vec(),
+        env,
+        steps,
+        stdio,
+        namespaces: 0,
+    };
+    match pid_namespace {
+        None => {
+            let _runtime = handle.enter();
+            child::start(command)
+        }
+        Some(pid_namespace) => in_thread(handle, move || {
+            // SAFETY: setns affects only this (short-lived) thread's future children.
+            let entered =
+                unsafe { libc::setns(pid_namespace.as_fd().as_raw_fd(), libc::CLONE_NEWPID) };
+            if entered == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            child::start(command)
+        }),
+    }
 }
 
 /// Sends `signal` to the process group led by `pgid`; false when it no longer exists.

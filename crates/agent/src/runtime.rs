@@ -131,15 +131,16 @@ pub trait Runtime: Send + Sync + 'static {
     }
 
     /// Starts `command` inside a running container (its namespaces, environment and working
-    /// directory) with piped stdin, stdout and stderr, for `kubectl exec`. The error is the
-    /// message the user sees.
+    /// directory) with piped stdin, stdout and stderr, or with `tty` a terminal, for `kubectl
+    /// exec`. The error is the message the user sees.
     fn exec(
         &self,
         pod_uid: &str,
         container: &str,
         command: &[String],
+        tty: bool,
     ) -> Result<crate::process::child::Child, String> {
-        let _ = (pod_uid, container, command);
+        let _ = (pod_uid, container, command, tty);
         Err(format!(
             "the {} runtime cannot exec in containers",
             self.version()

@@ -101,6 +101,7 @@ impl Runtime for FakeRuntime {
         _pod_uid: &str,
         _container: &str,
         command: &[String],
+        _tty: bool,
     ) -> Result<child::Child, String> {
         child::start(child::Command {
             program: command[0].clone(),

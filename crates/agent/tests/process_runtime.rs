@@ -444,7 +444,7 @@ async fn exec_runs_inside_the_container() {
     start(&runtime, &pod);
     wait_for(&runtime, &pod, "running", running).await;
     let command = ["sh", "-c", "echo $GREETING $(pwd) $(hostname)"].map(String::from);
-    let mut child = runtime.exec(&uid(&pod), "c", &command).unwrap();
+    let mut child = runtime.exec(&uid(&pod), "c", &command, false).unwrap();
     let mut stdout = String::new();
     let mut pipe = child.stdout.take().unwrap();
     tokio::io::AsyncReadExt::read_to_string(&mut pipe, &mut stdout)
@@ -465,8 +465,30 @@ async fn exec_runs_inside_the_container() {
         .to_string()
     };
     assert_eq!(stdout, format!("hi /tmp {hostname}\n"));
+
+    // With a terminal: stdin and stdout are the terminal, and it is the container's.
+    let on_terminal = [
+        "sh",
+        "-c",
+        "test -t 0 && test -t 1 && echo $GREETING $(hostname)",
+    ];
+    let mut child = runtime
+        .exec(&uid(&pod), "c", &on_terminal.map(String::from), true)
+        .unwrap();
+    assert!(child.stderr.is_none());
+    let mut output = Vec::new();
+    let mut terminal = child.stdout.take().unwrap();
+    let _ = tokio::io::AsyncReadExt::read_to_end(&mut terminal, &mut output).await;
+    assert!(child.wait().await.unwrap().success());
     assert_eq!(
-        runtime.exec(&uid(&pod), "nope", &command).unwrap_err(),
+        String::from_utf8_lossy(&output),
+        format!("hi {hostname}\r\n")
+    );
+
+    assert_eq!(
+        runtime
+            .exec(&uid(&pod), "nope", &command, false)
+            .unwrap_err(),
         "container not found (\"nope\")"
     );
     remove(&runtime, root.path(), &pod).await;

@@ -24,6 +24,7 @@ const STDIN: u8 = 0;
 const STDOUT: u8 = 1;
 const STDERR: u8 = 2;
 const ERROR: u8 = 3;
+const RESIZE: u8 = 4;
 /// v5's "close this channel" message.
 const CLOSE: u8 = 255;
 
@@ -38,7 +39,7 @@ pub struct ExecOptions {
     pub stdout: bool,
     /// Send the command's standard error (never with a terminal, as upstream).
     pub stderr: bool,
-    /// The client asked for a terminal (the command still runs without one).
+    /// Run the command on a terminal (its output and errors are one stream, on stdout).
     pub tty: bool,
 }
 
@@ -131,7 +132,15 @@ where
     let _ = sink.close().await;
 }
 
-/// Reads from a pipe that may be gone (then never ready).
+/// A resize message's `{"Width": w, "Height": h}` (upstream's `TerminalSize`).
+fn terminal_size(message: &[u8]) -> Option<(u16, u16)> {
+    let size: Value = serde_json::from_slice(message).ok()?;
+    let dimension = |key: &str| size.get(key)?.as_u64()?.try_into().ok();
+    Some((dimension("Width")?, dimension("Height")?))
+}
+
+/// Reads from a pipe that may be gone (then never ready); 0 at its end (for a terminal, the
+/// EIO once the command and everything it started have closed it).
 async fn read_pipe<R: AsyncRead + Unpin>(pipe: &mut Option<R>, buf: &mut [u8]) -> usize {
     match pipe {
         Some(pipe) => pipe.read(buf).await.unwrap_or(0),
@@ -200,7 +209,7 @@ impl Kubelet {
                 None,
             )
             .await;
-            let child = runtime.exec(&found.uid, &container, &options.command);
+            let child = runtime.exec(&found.uid, &container, &options.command, options.tty);
             run_session(socket, protocol == PROTOCOLS[0], child, &options).await;
         });
         let mut response = Response::new(Empty::new().map_err(|never| match never {}).boxed());
@@ -288,7 +297,11 @@ async fn run_session<S>(
                         }
                     }
                     Some(&CLOSE) if v5 && data.get(1) == Some(&STDIN) => stdin = None,
-                    // Resizes matter only to a terminal, which commands do not get.
+                    Some(&RESIZE) => {
+                        if let Some((width, height)) = terminal_size(&data[1..]) {
+                            let _ = child.resize_terminal(width, height);
+                        }
+                    }
                     _ => {}
                 },
                 Some(Ok(Message::Close(_)) | Err(_)) | None => {

@@ -37,6 +37,10 @@ pub enum Stdio {
     Piped,
     /// This file (or pipe, or FIFO).
     Fd(OwnedFd),
+    /// A new pseudo-terminal, the same one for every stream that asks for it: the child gets
+    /// it as its controlling terminal in a session of its own, the [`Child`] its other end as
+    /// `stdin` and `stdout` (a terminal has no separate error stream) and can resize it.
+    Terminal,
 }
 
 impl From<File> for Stdio {
@@ -68,7 +72,8 @@ pub enum Step {
     JoinCgroup(File),
     /// `chdir`.
     ChangeDir(CString),
-    /// `setpgid(0, 0)`: leads a new process group.
+    /// `setpgid(0, 0)`: leads a new process group (not with a [`Stdio::Terminal`], whose
+    /// session the child leads, and so its group too).
     NewProcessGroup,
 }
 
@@ -171,6 +176,8 @@ pub struct Child {
     pub stdout: Option<tokio::process::ChildStdout>,
     /// Our end of a piped standard error.
     pub stderr: Option<tokio::process::ChildStderr>,
+    /// The terminal's master side, to resize it.
+    terminal: Option<OwnedFd>,
 }
 
 impl std::fmt::Debug for Child {
@@ -203,6 +210,22 @@ impl Child {
         self.status = Some(status);
         self.pidfd = None;
         Ok(status)
+    }
+
+    /// Tells the child's terminal (if it has one) its new size in characters, as a terminal
+    /// window does; the child gets SIGWINCH.
+    pub fn resize_terminal(&self, width: u16, height: u16) -> io::Result<()> {
+        let Some(master) = &self.terminal else {
+            return Ok(());
+        };
+        let size = libc::winsize {
+            ws_row: height,
+            ws_col: width,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads a winsize from the pointer.
+        check(unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size) })
     }
 
     /// Sends SIGKILL unless the process was already reaped.
@@ -294,6 +317,29 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
+/// A new pseudo-terminal; (master, slave), both closed on exec.
+fn open_terminal() -> io::Result<(OwnedFd, OwnedFd)> {
+    // SAFETY: posix_openpt returns a new descriptor or -1; the others act on it.
+    unsafe {
+        let master = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        check(master)?;
+        let master = OwnedFd::from_raw_fd(master);
+        check(libc::grantpt(master.as_raw_fd()))?;
+        check(libc::unlockpt(master.as_raw_fd()))?;
+        let mut name = [0 as libc::c_char; 128];
+        let named = libc::ptsname_r(master.as_raw_fd(), name.as_mut_ptr(), name.len());
+        if named != 0 {
+            return Err(io::Error::from_raw_os_error(named));
+        }
+        let slave = libc::open(
+            name.as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        );
+        check(slave)?;
+        Ok((master, OwnedFd::from_raw_fd(slave)))
+    }
+}
+
 /// What the parent prepares for the child and the child reports back, in shared memory.
 struct Shared<'a> {
     candidates: &'a [CString],
@@ -301,6 +347,8 @@ struct Shared<'a> {
     envp: &'a [*const libc::c_char],
     steps: &'a [Step],
     stdio: [c_int; 3],
+    /// Whether stdin is a terminal the child makes its controlling terminal.
+    terminal: bool,
     /// The parent thread's signal mask, restored in the child before `execve`.
     mask: libc::sigset_t,
     /// Set by the child when it fails: the step that failed (`steps.len()` for `execve`).
@@ -349,6 +397,11 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
                 shared.errno = errno();
                 libc::_exit(127);
             }
+        }
+        if shared.terminal && (libc::setsid() == -1 || libc::ioctl(0, libc::TIOCSCTTY, 0) == -1) {
+            shared.failed_step = shared.steps.len() + 1;
+            shared.errno = errno();
+            libc::_exit(127);
         }
         libc::pthread_sigmask(libc::SIG_SETMASK, &shared.mask, std::ptr::null_mut());
         // As execvp: a missing candidate moves on to the next; a denied one is reported only
@@ -407,8 +460,17 @@ pub fn start(command: Command) -> io::Result<Child> {
     // The child's ends of its streams (closed here once it runs) and our ends of the pipes.
     let mut child_ends = Vec::with_capacity(3);
     let mut our_ends: [Option<OwnedFd>; 3] = [None, None, None];
+    let wants_terminal = stdio.iter().any(|s| matches!(s, Stdio::Terminal));
+    let terminal = wants_terminal.then(open_terminal).transpose()?;
     for (index, stdio) in stdio.into_iter().enumerate() {
         let child_end = match stdio {
+            Stdio::Terminal => {
+                let (master, slave) = terminal.as_ref().expect("opened for Terminal");
+                if index < 2 {
+                    our_ends[index] = Some(master.try_clone()?);
+                }
+                slave.try_clone()?
+            }
             Stdio::Null => File::options()
                 .read(true)
                 .write(true)
@@ -439,6 +501,7 @@ pub fn start(command: Command) -> io::Result<Child> {
             child_ends[1].as_raw_fd(),
             child_ends[2].as_raw_fd(),
         ],
+        terminal: terminal.is_some(),
         // SAFETY: a sigset_t is plain data, filled in below.
         mask: unsafe { std::mem::zeroed() },
         failed_step: 0,
@@ -477,8 +540,13 @@ pub fn start(command: Command) -> io::Result<Child> {
     if shared.errno != 0 {
         let _ = reap(pid as u32);
         let err = io::Error::from_raw_os_error(shared.errno);
-        return Err(match steps.get(shared.failed_step) {
-            Some(step) => io::Error::new(err.kind(), format!("{}: {err}", step.describe())),
+        let during = match steps.get(shared.failed_step) {
+            Some(step) => Some(step.describe()),
+            None if shared.failed_step > steps.len() => Some("opening a terminal session".into()),
+            None => None,
+        };
+        return Err(match during {
+            Some(during) => io::Error::new(err.kind(), format!("{during}: {err}")),
             None => err,
         });
     }
@@ -498,6 +566,7 @@ pub fn start(command: Command) -> io::Result<Child> {
         stderr: stderr
             .map(|fd| tokio::process::ChildStderr::from_std(fd.into()))
             .transpose()?,
+        terminal: terminal.map(|(master, _)| master),
     })
 }
 
@@ -563,6 +632,35 @@ mod tests {
         assert_eq!(output(&mut child).await, "got ping\n");
         let status = child.wait().await.unwrap();
         assert_eq!(status.signal(), Some(libc::SIGPIPE), "{status:?}");
+    }
+
+    #[tokio::test]
+    async fn a_terminal_is_the_controlling_terminal_of_a_new_session() {
+        let mut command = shell(
+            "read line; echo \"$line\"; tty; stty size; ps -o sid= -p $$ 2>/dev/null || cut -d' ' -f6 /proc/$$/stat",
+        );
+        command.stdio = [Stdio::Terminal, Stdio::Terminal, Stdio::Terminal];
+        let mut child = start(command).unwrap();
+        assert!(child.stderr.is_none(), "a terminal has one output stream");
+        child.resize_terminal(100, 30).unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"typed\n").await.unwrap();
+        let mut out = Vec::new();
+        let mut stdout = child.stdout.take().unwrap();
+        // Once the child is gone the master reads EIO: the end of its output.
+        let _ = stdout.read_to_end(&mut out).await;
+        let out = String::from_utf8_lossy(&out).replace("\r\n", "\n");
+        let lines: Vec<&str> = out.lines().map(str::trim).collect();
+        assert_eq!(lines[0], "typed", "the terminal echoes input: {out:?}");
+        assert_eq!(lines[1], "typed");
+        assert!(lines[2].starts_with("/dev/pts/"), "{out:?}");
+        assert_eq!(lines[3], "30 100");
+        assert_eq!(
+            lines[4],
+            child.id().to_string(),
+            "the child leads its session"
+        );
+        assert!(child.wait().await.unwrap().success());
     }
 
     #[tokio::test]

@@ -428,19 +428,19 @@ impl Runtime for ProcessRuntime {
         pod_uid: &str,
         container: &str,
         command: &[String],
+        tty: bool,
     ) -> Result<child::Child, String> {
         let pod = self
             .pod(pod_uid)
             .ok_or_else(|| format!("pod {pod_uid} not found"))?;
-        pod.exec_in(
-            container,
-            command,
-            [
-                child::Stdio::Piped,
-                child::Stdio::Piped,
-                child::Stdio::Piped,
-            ],
-        )
+        let stdio = || {
+            if tty {
+                child::Stdio::Terminal
+            } else {
+                child::Stdio::Piped
+            }
+        };
+        pod.exec_in(container, command, [stdio(), stdio(), stdio()])
     }
 }
 

@@ -150,7 +150,7 @@ pub struct Launch {
     pub stdio: [Stdio; 3],
 }
 
-/// Starts `launch` as the leader of a new process group.
+/// Starts `launch` as the leader of a new process group (of a new session with a terminal).
 pub fn spawn(launch: Launch, handle: &tokio::runtime::Handle) -> io::Result<Child> {
     let Launch {
         argv,
@@ -185,7 +185,10 @@ pub fn spawn(launch: Launch, handle: &tokio::runtime::Handle) -> io::Result<Chil
     }
     steps.extend(cgroup_procs.into_iter().map(Step::JoinCgroup));
     steps.push(Step::ChangeDir(c_path(&working_dir)?));
-    steps.push(Step::NewProcessGroup);
+    // With a terminal the process leads a session of its own, and so its process group.
+    if !stdio.iter().any(|s| matches!(s, Stdio::Terminal)) {
+        steps.push(Step::NewProcessGroup);
+    }
     let command = Command {
         program: program.clone(),
         args: args.to_vec(),

@@ -282,7 +282,8 @@ fn check(result: c_int) -> io::Result<()> {
     }
 }
 
-fn c_string(value: impl AsRef<OsStr>) -> io::Result<CString> {
+/// `value` as a C string; a NUL inside is invalid input.
+pub(crate) fn c_string(value: impl AsRef<OsStr>) -> io::Result<CString> {
     CString::new(value.as_ref().as_bytes())
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
 }

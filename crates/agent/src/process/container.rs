@@ -398,8 +398,7 @@ fn copy_logs(
 /// pipe while no agent reads).
 fn container_fifo(path: &Path) -> std::io::Result<std::fs::File> {
     let _ = std::fs::remove_file(path);
-    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let c_path = super::child::c_string(path)?;
     // SAFETY: c_path is a valid C string.
     if unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) } != 0 {
         return Err(std::io::Error::last_os_error());

@@ -10,20 +10,14 @@
 //! cgroup, changes to its working directory and leads a new process group. Both are started by
 //! [`child::start`](super::child::start), which does not copy the agent as `fork` would.
 
-use std::ffi::{CString, c_int};
+use std::ffi::c_int;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 
-use super::child::{self, Child, Command, Stdio, Step};
-
-fn c_path(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
-}
+use super::child::{self, Child, Command, Stdio, Step, c_string};
 
 /// Creates a pod sandbox with `hostname`, in the network namespace at `netns` (the host's
 /// when `None`); returns the holder process (PID 1 of the pod). Call it within the tokio
@@ -172,8 +166,8 @@ pub fn spawn(launch: Launch, handle: &tokio::runtime::Handle) -> io::Result<Chil
             steps.push(Step::Unshare(libc::CLONE_NEWNS));
         }
         for mount in &mounts {
-            let target = c_path(&mount.target)?;
-            steps.push(Step::bind(c_path(&mount.source)?, target.clone()));
+            let target = c_string(&mount.target)?;
+            steps.push(Step::bind(c_string(&mount.source)?, target.clone()));
             if mount.read_only {
                 steps.push(Step::remount_read_only(target));
             }
@@ -184,7 +178,7 @@ pub fn spawn(launch: Launch, handle: &tokio::runtime::Handle) -> io::Result<Chil
         pid_namespace = Some(namespaces.pid);
     }
     steps.extend(cgroup_procs.into_iter().map(Step::JoinCgroup));
-    steps.push(Step::ChangeDir(c_path(&working_dir)?));
+    steps.push(Step::ChangeDir(c_string(&working_dir)?));
     // With a terminal the process leads a session of its own, and so its process group.
     if !stdio.iter().any(|s| matches!(s, Stdio::Terminal)) {
         steps.push(Step::NewProcessGroup);

@@ -274,7 +274,7 @@ fn reap(pid: u32) -> io::Result<ExitStatus> {
 }
 
 /// Fails with the OS error when a libc call returned -1.
-fn check(result: c_int) -> io::Result<()> {
+pub(crate) fn check(result: c_int) -> io::Result<()> {
     if result == -1 {
         Err(io::Error::last_os_error())
     } else {

@@ -13,30 +13,31 @@
 //! `net.ipv4.ip_forward` and a MASQUERADE rule for traffic leaving the CIDR. Both change the
 //! whole host rather than one pod's namespace, so pods reach the node and each other only.
 //!
-//! The work is done by shelling out to iproute2's `ip` (it must be on `PATH`; Debian/Ubuntu
-//! package `iproute2`), which needs root on Linux. Anywhere else [`PodNetwork::setup`] returns
-//! an error, and the pod can only share the host's network.
+//! The agent does this itself, as iproute2's `ip` would: [`netns`] pins namespaces where `ip
+//! netns` keeps them, and [`rtnetlink`] sends the link, address, route and neighbour requests.
+//! It needs root on Linux; anywhere else [`PodNetwork::setup`] returns an error, and the pod
+//! can only share the host's network.
 
-use std::io::{self, Write};
+pub mod netns;
+pub mod rtnetlink;
+
+use std::fs::File;
+use std::io;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
 use crate::podcidr::Ipv4Cidr;
+use rtnetlink::Rtnetlink;
 
 /// The node's pod bridge.
 pub const DEFAULT_BRIDGE: &str = "skiff0";
 
-/// Where `ip netns` keeps named network namespaces.
-const NETNS_DIR: &str = "/var/run/netns";
+/// The index the kernel gives `lo` in every network namespace.
+const LOOPBACK_INDEX: u32 = 1;
 
 /// Where the kernel lists the host's network interfaces.
 const SYS_CLASS_NET: &str = "/sys/class/net";
-
-/// Serializes bridge creation and `ip netns add` (whose first run in a mount namespace sets up
-/// `/var/run/netns` and must not race itself) across pods set up at once.
-static HOST_SETUP: Mutex<()> = Mutex::new(());
 
 /// A pod's network namespace, connected to the node's bridge.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,19 +80,25 @@ impl PodNetwork {
             ));
         }
         Self::teardown(pod_uid);
-        let netns = netns_name(pod_uid);
-        {
-            let _serialized = HOST_SETUP.lock().unwrap_or_else(|e| e.into_inner());
-            ensure_bridge(bridge, gateway, cidr.prefix)?;
-            run_ip(&["netns", "add", &netns])?;
-        }
-        let wired = connect_pod(bridge, &netns, &host_veth_name(pod_uid), ip, gateway, cidr);
+        let mut host = Rtnetlink::open()?;
+        let bridge_index = ensure_bridge(&mut host, bridge, gateway, cidr.prefix)?;
+        let name = netns_name(pod_uid);
+        let netns = netns::create(&name)?;
+        let wired = connect_pod(
+            &mut host,
+            bridge_index,
+            &netns,
+            &host_veth_name(pod_uid),
+            ip,
+            gateway,
+            cidr,
+        );
         if let Err(err) = wired {
             Self::teardown(pod_uid);
             return Err(err);
         }
         Ok(PodNetwork {
-            netns_path: Path::new(NETNS_DIR).join(netns),
+            netns_path: netns::path_of(&name),
         })
     }
 
@@ -105,17 +112,17 @@ impl PodNetwork {
         if check_pod_uid(pod_uid).is_err() {
             return; // setup never made anything for it.
         }
-        // The host end first: a namespace still held by a process outlives `ip netns del`,
-        // and so would the veth pair inside it.
+        // The host end first: a namespace still held by a process outlives its unpinning, and
+        // so would the veth pair inside it.
         let veth = host_veth_name(pod_uid);
         if Path::new(SYS_CLASS_NET).join(&veth).exists()
-            && let Err(err) = run_ip(&["link", "del", &veth])
+            && let Err(err) = Rtnetlink::open().and_then(|mut host| host.delete_link(&veth))
         {
             tracing::warn!(pod_uid, %err, "removing the pod's veth");
         }
-        let netns = netns_name(pod_uid);
-        if Path::new(NETNS_DIR).join(&netns).exists()
-            && let Err(err) = run_ip(&["netns", "del", &netns])
+        let name = netns_name(pod_uid);
+        if netns::exists(&name)
+            && let Err(err) = netns::remove(&name)
         {
             tracing::warn!(pod_uid, %err, "removing the pod's network namespace");
         }
@@ -167,106 +174,56 @@ fn gateway(cidr: Ipv4Cidr) -> io::Result<Ipv4Addr> {
     })
 }
 
-/// Creates the bridge unless it exists, and makes sure it is up with the gateway address.
-/// A bridge this process already configured with this gateway, and which still exists, is
-/// left alone: that saves one `ip` run per pod.
-fn ensure_bridge(bridge: &str, gateway: Ipv4Addr, prefix: u8) -> io::Result<()> {
-    static CONFIGURED: Mutex<Vec<(String, Ipv4Addr, u8)>> = Mutex::new(Vec::new());
+/// Creates the bridge unless it exists, and makes sure it is up with the gateway address;
+/// returns its index. A bridge this process already configured with this gateway, and which
+/// still has its index, is left alone (pods are set up in parallel, and this saves requests
+/// per pod). Serialized, so that parallel set-ups do not race to create it.
+fn ensure_bridge(
+    host: &mut Rtnetlink,
+    bridge: &str,
+    gateway: Ipv4Addr,
+    prefix: u8,
+) -> io::Result<u32> {
+    static CONFIGURED: Mutex<Vec<(String, Ipv4Addr, u8, u32)>> = Mutex::new(Vec::new());
     let mut configured = CONFIGURED.lock().unwrap_or_else(|e| e.into_inner());
-    let wanted = (bridge.to_owned(), gateway, prefix);
-    let exists = Path::new(SYS_CLASS_NET).join(bridge).exists();
-    if exists && configured.contains(&wanted) {
-        return Ok(());
+    let index = std::fs::read_to_string(Path::new(SYS_CLASS_NET).join(bridge).join("ifindex"))
+        .ok()
+        .and_then(|index| index.trim().parse::<u32>().ok());
+    if let Some(index) = index
+        && configured.contains(&(bridge.to_owned(), gateway, prefix, index))
+    {
+        return Ok(index);
     }
-    if !exists {
-        run_ip(&["link", "add", "name", bridge, "type", "bridge"])?;
-    }
-    run_ip_batch(
-        None,
-        &[
-            format!("addr replace {gateway}/{prefix} dev {bridge}"),
-            format!("link set {bridge} up"),
-        ],
-    )?;
-    configured.retain(|(b, _, _)| b != bridge || exists);
-    configured.push(wanted);
-    Ok(())
+    host.add_bridge(bridge)?;
+    let index = host.link_index(bridge)?;
+    host.replace_address(index, gateway, prefix)?;
+    host.set_up(index)?;
+    configured.retain(|(b, ..)| b != bridge);
+    configured.push((bridge.to_owned(), gateway, prefix, index));
+    Ok(index)
 }
 
 /// Creates the veth pair with its pod end as `eth0` in `netns`, attaches the host end to the
-/// bridge and configures the pod end.
+/// bridge with index `bridge` and configures the pod end.
 fn connect_pod(
-    bridge: &str,
-    netns: &str,
+    host: &mut Rtnetlink,
+    bridge: u32,
+    netns: &File,
     host_veth: &str,
     ip: Ipv4Addr,
     gateway: Ipv4Addr,
     cidr: Ipv4Cidr,
 ) -> io::Result<()> {
+    host.add_veth(host_veth, bridge, "eth0", netns)?;
     // The node may still map the IP to the MAC of the pod that had it before: forgotten, the
     // new pod answers at once instead of after the neighbour entry goes stale (10-45 s).
-    run_ip_batch(
-        None,
-        &[
-            format!(
-                "link add {host_veth} up master {bridge} type veth peer name eth0 netns {netns}"
-            ),
-            format!("neigh flush to {ip} dev {bridge}"),
-        ],
-    )?;
-    run_ip_batch(
-        Some(netns),
-        &[
-            format!("addr add {ip}/{} dev eth0", cidr.prefix),
-            "link set eth0 up".into(),
-            "link set lo up".into(),
-            format!("route add default via {gateway} dev eth0"),
-        ],
-    )
-}
-
-/// Runs `ip ARGS`, with `ip`'s own message in the error when it fails.
-fn run_ip(args: &[&str]) -> io::Result<()> {
-    let output = Command::new("ip")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()?;
-    check_status(&args.join(" "), &output)
-}
-
-/// Runs `commands` in one `ip -batch` (inside `netns` when given), stopping at the first that
-/// fails.
-fn run_ip_batch(netns: Option<&str>, commands: &[String]) -> io::Result<()> {
-    let mut ip = Command::new("ip");
-    if let Some(netns) = netns {
-        ip.args(["-n", netns]);
-    }
-    let mut child = ip
-        .args(["-batch", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let script = commands.join("\n") + "\n";
-    let written = child
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(script.as_bytes());
-    let output = child.wait_with_output()?;
-    written?;
-    check_status(&format!("-batch of `{}`", commands.join("; ")), &output)
-}
-
-/// Turns a failed `ip` run into an error naming the command and quoting its stderr.
-fn check_status(command: &str, output: &std::process::Output) -> io::Result<()> {
-    if output.status.success() {
-        return Ok(());
-    }
-    Err(io::Error::other(format!(
-        "ip {command}: {}",
-        String::from_utf8_lossy(&output.stderr).trim()
-    )))
+    host.delete_neighbour(bridge, ip)?;
+    let mut pod = Rtnetlink::open_in(netns)?;
+    let eth0 = pod.link_index("eth0")?;
+    pod.replace_address(eth0, ip, cidr.prefix)?;
+    pod.set_up(eth0)?;
+    pod.set_up(LOOPBACK_INDEX)?;
+    pod.add_default_route(gateway, eth0)
 }
 
 #[cfg(test)]

@@ -221,6 +221,50 @@ fn logs_and_exec_of_process_pods() {
     ]);
     assert_eq!((out.code, out.stderr.as_str()), (0, "err\n"), "{out:?}");
 
+    // kubectl 1.29 and older exec over SPDY/3.1 instead of WebSocket: the same streams.
+    let out = server
+        .kubectl(&[
+            "exec",
+            "talker",
+            "--",
+            "sh",
+            "-c",
+            "echo hi; echo err >&2; exit 3",
+        ])
+        .version(29)
+        .run();
+    assert_eq!(
+        (out.code, out.stdout.as_str(), out.stderr.as_str()),
+        (3, "hi\n", "err\ncommand terminated with exit code 3\n"),
+        "{out:?}"
+    );
+    // Input larger than a stream's buffers comes through whole, and its end ends `wc`.
+    let input: String = (0..20_000).map(|i| format!("line {i}\n")).collect();
+    let out = server
+        .kubectl(&["exec", "-i", "talker", "--", "wc", "-c"])
+        .version(29)
+        .stdin(&input)
+        .run();
+    assert_eq!(
+        (out.code, out.stdout.trim()),
+        (0, input.len().to_string().as_str()),
+        "{out:?}"
+    );
+
+    // -it: the command runs on a terminal of its own, over WebSocket and over SPDY.
+    for minor in [32, 29] {
+        let out = server
+            .kubectl(&["exec", "-it", "talker", "--", "sh", "-c", "tty; exit 4"])
+            .version(minor)
+            .on_terminal()
+            .run();
+        assert_eq!(out.code, 4, "kubectl 1.{minor}: {out:?}");
+        assert!(
+            out.stdout.contains("/dev/pts/"),
+            "kubectl 1.{minor}: {out:?}"
+        );
+    }
+
     // --previous shows the run before the current one.
     wait_until("crasher restarted", SETTLE, || {
         let restarts = server.ok(&[

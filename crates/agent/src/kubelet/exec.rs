@@ -1,9 +1,14 @@
-//! `kubectl exec` as the kubelet streams it over WebSocket (`v5.channel.k8s.io` and
-//! `v4.channel.k8s.io`): every binary message starts with its channel, 0 stdin, 1 stdout,
-//! 2 stderr, 3 the error channel (one `metav1.Status` JSON when the command ends), 4 terminal
-//! resizes; in v5 a message `[255, c]` closes channel `c` (stdin, when the client's input ends).
+//! `kubectl exec` as the kubelet streams it, over WebSocket (`v5.channel.k8s.io` and
+//! `v4.channel.k8s.io`, kubectl 1.30 and later) or SPDY (`v4.channel.k8s.io`, older clients).
+//! Both carry the same channels: stdin, stdout, stderr, the error channel (one `metav1.Status`
+//! JSON when the command ends) and terminal resizes. Over WebSocket every binary message starts
+//! with its channel number, and in v5 a message `[255, c]` closes channel `c` (stdin, when the
+//! client's input ends); over SPDY each channel is a stream the client opens, named by its
+//! `streamType` header, and a FIN ends it.
 
+use super::spdy::{self, StreamReader, StreamWriter};
 use super::{Kubelet, KubeletBody, text};
+use crate::process::child::Child;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use http::{Request, Response, StatusCode, header};
@@ -17,8 +22,15 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Message, Role};
 
-/// The streaming subprotocols served, newest first.
+/// The streaming subprotocols served over WebSocket, newest first.
 pub const PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
+
+/// The streaming protocol served over SPDY (`X-Stream-Protocol-Version`).
+pub const SPDY_PROTOCOL: &str = "v4.channel.k8s.io";
+
+/// How long a SPDY client has to open the streams it asked for (the kubelet's default
+/// `streamCreationTimeout`).
+const STREAM_CREATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 const STDIN: u8 = 0;
 const STDOUT: u8 = 1;
@@ -134,7 +146,11 @@ where
 
 /// A resize message's `{"Width": w, "Height": h}` (upstream's `TerminalSize`).
 fn terminal_size(message: &[u8]) -> Option<(u16, u16)> {
-    let size: Value = serde_json::from_slice(message).ok()?;
+    dimensions(&serde_json::from_slice(message).ok()?)
+}
+
+/// The width and height of a `TerminalSize` value.
+fn dimensions(size: &Value) -> Option<(u16, u16)> {
     let dimension = |key: &str| size.get(key)?.as_u64()?.try_into().ok();
     Some((dimension("Width")?, dimension("Height")?))
 }
@@ -150,7 +166,7 @@ async fn read_pipe<R: AsyncRead + Unpin>(pipe: &mut Option<R>, buf: &mut [u8]) -
 
 impl Kubelet {
     /// `/exec/{namespace}/{pod}/{container}`: checks the container runs, then upgrades to a
-    /// WebSocket and runs the command in a task of its own.
+    /// WebSocket or SPDY connection and runs the command in a task of its own.
     pub(super) fn exec(
         self: Arc<Self>,
         mut req: Request<Incoming>,
@@ -174,16 +190,24 @@ impl Kubelet {
                 &format!("container not found (\"{container}\")"),
             );
         }
-        let is_websocket = req
+        let upgrade_to = req
             .headers()
             .get(header::UPGRADE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let runtime = self.runtime.clone();
+        let container = container.to_string();
+        let (command, tty) = (options.command.clone(), options.tty);
+        let start = move || runtime.exec(&found.uid, &container, &command, tty);
+        if upgrade_to == spdy::UPGRADE.to_ascii_lowercase() {
+            return upgrade_to_spdy(&mut req, options, start);
+        }
         let key = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned();
-        let (Some(key), true) = (key, is_websocket) else {
+        let (Some(key), true) = (key, upgrade_to == "websocket") else {
             return text(
                 StatusCode::BAD_REQUEST,
-                "skiff's kubelet streams exec only over WebSocket (v5.channel.k8s.io, v4.channel.k8s.io)",
+                "unable to upgrade: missing upgrade headers in request (WebSocket or SPDY/3.1)",
             );
         };
         let Some(protocol) = negotiate(&req) else {
@@ -193,8 +217,6 @@ impl Kubelet {
             );
         };
         let upgrade = hyper::upgrade::on(&mut req);
-        let runtime = self.runtime.clone();
-        let container = container.to_string();
         tokio::spawn(async move {
             let upgraded = match upgrade.await {
                 Ok(upgraded) => upgraded,
@@ -209,17 +231,27 @@ impl Kubelet {
                 None,
             )
             .await;
-            let child = runtime.exec(&found.uid, &container, &options.command, options.tty);
-            run_session(socket, protocol == PROTOCOLS[0], child, &options).await;
+            let (sink, source) = socket.split();
+            let mut transport = WebSocketTransport {
+                sink,
+                source,
+                v5: protocol == PROTOCOLS[0],
+            };
+            // An empty message on the first output channel tells the client the streams are
+            // up.
+            let first = if options.stdout {
+                STDOUT
+            } else if options.stderr {
+                STDERR
+            } else {
+                ERROR
+            };
+            if transport.send(first, &[]).await {
+                run_session(transport, start(), &options).await;
+            }
         });
-        let mut response = Response::new(Empty::new().map_err(|never| match never {}).boxed());
-        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let mut response = switching_protocols("websocket");
         let headers = response.headers_mut();
-        headers.insert(header::UPGRADE, http::HeaderValue::from_static("websocket"));
-        headers.insert(
-            header::CONNECTION,
-            http::HeaderValue::from_static("Upgrade"),
-        );
         headers.insert(
             header::SEC_WEBSOCKET_ACCEPT,
             derive_accept_key(key.as_bytes())
@@ -234,38 +266,282 @@ impl Kubelet {
     }
 }
 
-/// Pumps the command's streams through the WebSocket until its output ends, then sends its
-/// exit status on the error channel and closes. A client that goes away kills the command.
-async fn run_session<S>(
-    socket: WebSocketStream<S>,
+/// A `101 Switching Protocols` response upgrading to `protocol`.
+fn switching_protocols(protocol: &'static str) -> Response<KubeletBody> {
+    let mut response = Response::new(Empty::new().map_err(|never| match never {}).boxed());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::UPGRADE, http::HeaderValue::from_static(protocol));
+    headers.insert(
+        header::CONNECTION,
+        http::HeaderValue::from_static("Upgrade"),
+    );
+    response
+}
+
+/// The `X-Stream-Protocol-Version` header of SPDY upgrades.
+const STREAM_PROTOCOL_HEADER: &str = "x-stream-protocol-version";
+
+/// Upgrades an exec request to SPDY (upstream's `httpstream.Handshake` and SPDY upgrader):
+/// the client must offer [`SPDY_PROTOCOL`]; once it has opened the streams it asked for, the
+/// command runs.
+fn upgrade_to_spdy(
+    req: &mut Request<Incoming>,
+    options: ExecOptions,
+    start: impl FnOnce() -> Result<Child, String> + Send + 'static,
+) -> Response<KubeletBody> {
+    let offered: Vec<String> = req
+        .headers()
+        .get_all(STREAM_PROTOCOL_HEADER)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|v| v.trim().to_string())
+        .collect();
+    if !offered.iter().any(|p| p == SPDY_PROTOCOL) {
+        return text(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server supports [\"{SPDY_PROTOCOL}\"]"
+            ),
+        );
+    }
+    let upgrade = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        let upgraded = match upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(err) => {
+                tracing::debug!(%err, "exec: upgrade failed");
+                return;
+            }
+        };
+        let session = spdy::Session::start(hyper_util::rt::TokioIo::new(upgraded));
+        let accepted = tokio::time::timeout(
+            STREAM_CREATION_TIMEOUT,
+            SpdyTransport::accept(session, &options),
+        )
+        .await;
+        match accepted {
+            Ok(Some(transport)) => run_session(transport, start(), &options).await,
+            Ok(None) => tracing::debug!("exec: the client left before opening its streams"),
+            Err(_) => tracing::debug!("exec: timed out waiting for the client's streams"),
+        }
+    });
+    let mut response = switching_protocols(spdy::UPGRADE);
+    response.headers_mut().insert(
+        STREAM_PROTOCOL_HEADER,
+        http::HeaderValue::from_static(SPDY_PROTOCOL),
+    );
+    response
+}
+
+/// What the client of a session sends.
+enum ClientEvent {
+    /// Input for the command.
+    Stdin(Bytes),
+    /// The end of the input.
+    StdinClosed,
+    /// The terminal's new width and height.
+    Resize(u16, u16),
+    /// The client has gone.
+    Gone,
+}
+
+/// How a session reaches its client: the channels over one WebSocket, or SPDY streams.
+trait Transport {
+    /// Sends `data` on `channel`; false once the client is gone.
+    async fn send(&mut self, channel: u8, data: &[u8]) -> bool;
+    /// What the client sends next (cancel-safe: nothing is lost when the future is dropped).
+    async fn next_event(&mut self) -> ClientEvent;
+    /// Ends the session, once the error channel has its status.
+    async fn close(self);
+}
+
+/// The channels of a WebSocket: each binary message starts with its channel number.
+struct WebSocketTransport<S> {
+    sink: futures::stream::SplitSink<WebSocketStream<S>, Message>,
+    source: futures::stream::SplitStream<WebSocketStream<S>>,
     v5: bool,
-    child: Result<crate::process::child::Child, String>,
-    options: &ExecOptions,
-) where
+}
+
+impl<S> Transport for WebSocketTransport<S>
+where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let (mut sink, mut source) = socket.split();
+    async fn send(&mut self, channel: u8, data: &[u8]) -> bool {
+        self.sink.send(frame(channel, data)).await.is_ok()
+    }
+
+    async fn next_event(&mut self) -> ClientEvent {
+        loop {
+            match self.source.next().await {
+                Some(Ok(Message::Binary(data))) => match data.first() {
+                    Some(&STDIN) => return ClientEvent::Stdin(data.slice(1..)),
+                    Some(&CLOSE) if self.v5 && data.get(1) == Some(&STDIN) => {
+                        return ClientEvent::StdinClosed;
+                    }
+                    Some(&RESIZE) => {
+                        if let Some((width, height)) = terminal_size(&data[1..]) {
+                            return ClientEvent::Resize(width, height);
+                        }
+                    }
+                    _ => {}
+                },
+                Some(Ok(Message::Close(_)) | Err(_)) | None => return ClientEvent::Gone,
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+
+    async fn close(mut self) {
+        close(&mut self.sink).await;
+    }
+}
+
+/// The streams of a SPDY connection, one per channel.
+struct SpdyTransport {
+    /// The connection (its reader runs while it is kept).
+    session: spdy::Session,
+    /// Resolves once the client's side of the connection ends.
+    closed: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// Writers of stdout, stderr and the error channel, by channel number.
+    writers: [Option<StreamWriter>; 4],
+    stdin: Option<StreamReader>,
+    resize: Option<StreamReader>,
+    /// Resize messages are JSON values one after another; this holds an incomplete one.
+    resize_pending: Vec<u8>,
+}
+
+impl SpdyTransport {
+    /// Waits until the client has opened every stream `options` ask for (streams of other
+    /// types are ignored); `None` if it leaves first.
+    async fn accept(session: spdy::Session, options: &ExecOptions) -> Option<Self> {
+        let mut transport = SpdyTransport {
+            closed: Box::pin(session.closed()),
+            writers: [None, None, None, None],
+            stdin: None,
+            resize: None,
+            resize_pending: Vec::new(),
+            session,
+        };
+        let wanted = |channel: u8| match channel {
+            STDIN => options.stdin,
+            STDOUT => options.stdout,
+            STDERR => options.stderr,
+            RESIZE => options.tty,
+            _ => true,
+        };
+        let mut missing: Vec<u8> = [ERROR, STDIN, STDOUT, STDERR, RESIZE]
+            .into_iter()
+            .filter(|channel| wanted(*channel))
+            .collect();
+        while !missing.is_empty() {
+            let stream = transport.session.accept().await?;
+            let channel = match stream.header("streamtype") {
+                Some("error") => ERROR,
+                Some("stdin") => STDIN,
+                Some("stdout") => STDOUT,
+                Some("stderr") => STDERR,
+                Some("resize") => RESIZE,
+                _ => continue,
+            };
+            missing.retain(|c| *c != channel);
+            let (reader, writer) = stream.split();
+            match channel {
+                STDIN => transport.stdin = Some(reader),
+                RESIZE => transport.resize = Some(reader),
+                _ => transport.writers[usize::from(channel)] = Some(writer),
+            }
+        }
+        Some(transport)
+    }
+}
+
+/// Reads a stream that may be gone (then never ready).
+async fn read_stream(stream: &mut Option<StreamReader>) -> Option<Bytes> {
+    match stream {
+        Some(stream) => stream.read().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Transport for SpdyTransport {
+    async fn send(&mut self, channel: u8, data: &[u8]) -> bool {
+        match &self.writers[usize::from(channel)] {
+            Some(writer) => writer.write(data).await.is_ok(),
+            None => true,
+        }
+    }
+
+    async fn next_event(&mut self) -> ClientEvent {
+        loop {
+            tokio::select! {
+                data = read_stream(&mut self.stdin) => match data {
+                    Some(data) => return ClientEvent::Stdin(data),
+                    None => {
+                        self.stdin = None;
+                        return ClientEvent::StdinClosed;
+                    }
+                },
+                data = read_stream(&mut self.resize) => match data {
+                    Some(data) => {
+                        self.resize_pending.extend_from_slice(&data);
+                        if let Some((width, height)) = last_terminal_size(&mut self.resize_pending) {
+                            return ClientEvent::Resize(width, height);
+                        }
+                    }
+                    None => self.resize = None,
+                },
+                () = &mut self.closed => return ClientEvent::Gone,
+            }
+        }
+    }
+
+    async fn close(self) {
+        for writer in self.writers.iter().flatten() {
+            let _ = writer.finish().await;
+        }
+    }
+}
+
+/// The last complete `{"Width": w, "Height": h}` in `pending`, which keeps what follows it.
+fn last_terminal_size(pending: &mut Vec<u8>) -> Option<(u16, u16)> {
+    let mut values = serde_json::Deserializer::from_slice(pending).into_iter::<Value>();
+    let mut size = None;
+    let mut consumed = 0;
+    while let Some(value) = values.next() {
+        match value {
+            Ok(value) => {
+                consumed = values.byte_offset();
+                size = dimensions(&value).or(size);
+            }
+            Err(err) if err.is_eof() => break,
+            Err(_) => {
+                consumed = pending.len(); // not JSON: drop it
+                break;
+            }
+        }
+    }
+    pending.drain(..consumed);
+    size
+}
+
+/// Pumps the command's streams through the transport until its output ends, then sends its
+/// exit status on the error channel and closes. A client that goes away kills the command.
+async fn run_session(
+    mut transport: impl Transport,
+    child: Result<Child, String>,
+    options: &ExecOptions,
+) {
     let mut child = match child {
         Ok(child) => child,
         Err(message) => {
             let status = internal_error(&message).to_string();
-            let _ = sink.send(frame(ERROR, status.as_bytes())).await;
-            close(&mut sink).await;
+            transport.send(ERROR, status.as_bytes()).await;
+            transport.close().await;
             return;
         }
     };
-    // An empty message on the first output channel tells the client the streams are up.
-    let first = if options.stdout {
-        STDOUT
-    } else if options.stderr {
-        STDERR
-    } else {
-        ERROR
-    };
-    if sink.send(frame(first, &[])).await.is_err() {
-        let _ = child.start_kill();
-        return;
-    }
     let mut stdin = child.stdin.take().filter(|_| options.stdin);
     let mut stdout = child.stdout.take();
     let mut stderr = child.stderr.take();
@@ -276,39 +552,33 @@ async fn run_session<S>(
             n = read_pipe(&mut stdout, &mut out_buf) => {
                 if n == 0 {
                     stdout = None;
-                } else if options.stdout && sink.send(frame(STDOUT, &out_buf[..n])).await.is_err() {
+                } else if options.stdout && !transport.send(STDOUT, &out_buf[..n]).await {
                     break;
                 }
             }
             n = read_pipe(&mut stderr, &mut err_buf) => {
                 if n == 0 {
                     stderr = None;
-                } else if options.stderr && sink.send(frame(STDERR, &err_buf[..n])).await.is_err() {
+                } else if options.stderr && !transport.send(STDERR, &err_buf[..n]).await {
                     break;
                 }
             }
-            message = source.next(), if client_open => match message {
-                Some(Ok(Message::Binary(data))) => match data.first() {
-                    Some(&STDIN) => {
-                        if let Some(pipe) = &mut stdin
-                            && pipe.write_all(&data[1..]).await.is_err()
-                        {
-                            stdin = None;
-                        }
+            event = transport.next_event(), if client_open => match event {
+                ClientEvent::Stdin(data) => {
+                    if let Some(pipe) = &mut stdin
+                        && pipe.write_all(&data).await.is_err()
+                    {
+                        stdin = None;
                     }
-                    Some(&CLOSE) if v5 && data.get(1) == Some(&STDIN) => stdin = None,
-                    Some(&RESIZE) => {
-                        if let Some((width, height)) = terminal_size(&data[1..]) {
-                            let _ = child.resize_terminal(width, height);
-                        }
-                    }
-                    _ => {}
-                },
-                Some(Ok(Message::Close(_)) | Err(_)) | None => {
+                }
+                ClientEvent::StdinClosed => stdin = None,
+                ClientEvent::Resize(width, height) => {
+                    let _ = child.resize_terminal(width, height);
+                }
+                ClientEvent::Gone => {
                     client_open = false;
                     break;
                 }
-                Some(Ok(_)) => {}
             },
         }
     }
@@ -319,20 +589,17 @@ async fn run_session<S>(
         return;
     }
     drop(stdin);
-    let code = match child.wait().await {
-        Ok(status) => status.code().unwrap_or_else(|| {
-            128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
-        }),
-        Err(err) => {
-            let status = internal_error(&err.to_string()).to_string();
-            let _ = sink.send(frame(ERROR, status.as_bytes())).await;
-            close(&mut sink).await;
-            return;
+    let status = match child.wait().await {
+        Ok(status) => {
+            let code = status.code().unwrap_or_else(|| {
+                128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
+            });
+            exit_status(&options.command, code)
         }
+        Err(err) => internal_error(&err.to_string()),
     };
-    let status = exit_status(&options.command, code).to_string();
-    let _ = sink.send(frame(ERROR, status.as_bytes())).await;
-    close(&mut sink).await;
+    transport.send(ERROR, status.to_string().as_bytes()).await;
+    transport.close().await;
 }
 
 #[cfg(test)]
@@ -365,6 +632,19 @@ mod tests {
             ExecOptions::from_query(&query(&[("command", "ls")])),
             Err("you must specify at least 1 of stdin, stdout, stderr".into())
         );
+    }
+
+    #[test]
+    fn resize_messages_split_across_spdy_frames() {
+        let mut pending = br#"{"Width":80,"Height":24}{"Width":100,"#.to_vec();
+        assert_eq!(last_terminal_size(&mut pending), Some((80, 24)));
+        assert_eq!(pending, br#"{"Width":100,"#);
+        pending.extend_from_slice(br#""Height":30}"#);
+        assert_eq!(last_terminal_size(&mut pending), Some((100, 30)));
+        assert!(pending.is_empty());
+        let mut garbage = b"]]".to_vec();
+        assert_eq!(last_terminal_size(&mut garbage), None);
+        assert!(garbage.is_empty());
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 pub mod exec;
 pub mod logs;
+pub mod spdy;
 
 use crate::runtime::Runtime;
 use bytes::Bytes;

@@ -156,6 +156,7 @@ impl Server {
             cache_dir: self.cache_dir.path().to_owned(),
             env: Vec::new(),
             stdin: None,
+            terminal: false,
         }
     }
 
@@ -364,6 +365,7 @@ pub struct Kubectl {
     cache_dir: PathBuf,
     env: Vec<(String, String)>,
     stdin: Option<String>,
+    terminal: bool,
 }
 
 impl Kubectl {
@@ -391,6 +393,13 @@ impl Kubectl {
         self
     }
 
+    /// Runs kubectl on a pseudo-terminal (through util-linux's `script`), as a user typing
+    /// `kubectl exec -it` does; its output then has the terminal's `\r\n` line ends.
+    pub fn on_terminal(mut self) -> Self {
+        self.terminal = true;
+        self
+    }
+
     /// Feeds `input` to kubectl's standard input (for `-f -`).
     pub fn stdin(mut self, input: &str) -> Self {
         self.stdin = Some(input.to_owned());
@@ -398,11 +407,26 @@ impl Kubectl {
     }
 
     fn command(&self) -> Command {
-        let mut command = Command::new(&self.binary);
+        let mut command = if self.terminal {
+            let quote = |word: &str| format!("'{}'", word.replace('\'', r"'\''"));
+            let line: Vec<String> = [self.binary.to_str().unwrap(), "--cache-dir"]
+                .into_iter()
+                .chain([self.cache_dir.to_str().unwrap()])
+                .chain(self.args.iter().map(String::as_str))
+                .map(quote)
+                .collect();
+            let mut script = Command::new("script");
+            script.args(["-qec", &line.join(" "), "/dev/null"]);
+            script
+        } else {
+            let mut command = Command::new(&self.binary);
+            command
+                .arg("--cache-dir")
+                .arg(&self.cache_dir)
+                .args(&self.args);
+            command
+        };
         command
-            .arg("--cache-dir")
-            .arg(&self.cache_dir)
-            .args(&self.args)
             .env("KUBECONFIG", &self.kubeconfig)
             .env_remove("KUBECTL_EXTERNAL_DIFF");
         for (key, value) in &self.env {

@@ -146,6 +146,16 @@ pub trait Runtime: Send + Sync + 'static {
             self.version()
         ))
     }
+
+    /// Connects to TCP `port` on the pod's own `localhost` (inside its network namespace), for
+    /// `kubectl port-forward`. The error is the message the user sees.
+    fn port_forward(&self, pod_uid: &str, port: u16) -> Result<std::net::TcpStream, String> {
+        let _ = (pod_uid, port);
+        Err(format!(
+            "the {} runtime cannot forward ports",
+            self.version()
+        ))
+    }
 }
 
 /// Upstream kubelet's per-container restart back-off (`flowcontrol.Backoff` with 10 s initial

@@ -524,7 +524,9 @@ fn resource_paths(
             }
         };
         let actions: Vec<Action> = match sub {
-            Subresource::Exec => vec![Action::Connect("get"), Action::Connect("post")],
+            Subresource::Exec | Subresource::PortForward => {
+                vec![Action::Connect("get"), Action::Connect("post")]
+            }
             _ => sub
                 .verbs()
                 .iter()
@@ -553,6 +555,7 @@ fn path_item(mut operations: Map<String, Value>, target: &Target, named: bool) -
             Some(Subresource::Binding) => "Binding".to_string(),
             Some(Subresource::Eviction) => "Eviction".to_string(),
             Some(Subresource::Exec) => "PodExecOptions".to_string(),
+            Some(Subresource::PortForward) => "PodPortForwardOptions".to_string(),
             Some(Subresource::Log) => "Pod".to_string(),
             _ => kind.to_string(),
         };
@@ -566,7 +569,7 @@ fn path_item(mut operations: Map<String, Value>, target: &Target, named: bool) -
     }
     if !matches!(
         target.subresource,
-        Some(Subresource::Exec | Subresource::Log)
+        Some(Subresource::Exec | Subresource::Log | Subresource::PortForward)
     ) {
         parameters.push(query_param("pretty"));
     }
@@ -678,9 +681,11 @@ fn action_params(action: Action, target: &Target) -> &'static [&'static str] {
         "timestamps",
     ];
     const EXEC: &[&str] = &["command", "container", "stderr", "stdin", "stdout", "tty"];
+    const PORT_FORWARD: &[&str] = &["ports"];
     match (target.subresource, action) {
         (Some(Subresource::Log), _) => LOG,
         (Some(Subresource::Exec), _) => EXEC,
+        (Some(Subresource::PortForward), _) => PORT_FORWARD,
         (_, Action::List) => LIST,
         (_, Action::Create | Action::Replace) => WRITE,
         (_, Action::Patch) => PATCH,
@@ -709,7 +714,7 @@ fn operations(
 ) -> Map<String, Value> {
     let streams_text = matches!(
         target.subresource,
-        Some(Subresource::Log | Subresource::Exec)
+        Some(Subresource::Log | Subresource::Exec | Subresource::PortForward)
     );
     let object = if streams_text {
         json!({ "type": "string" })

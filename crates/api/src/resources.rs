@@ -18,6 +18,8 @@ pub enum Subresource {
     Log,
     /// `pods/exec`: run a command in a container.
     Exec,
+    /// `pods/portforward`: connect to a pod's ports.
+    PortForward,
     /// `namespaces/finalize`: writes only `spec.finalizers`.
     Finalize,
 }
@@ -32,6 +34,7 @@ impl Subresource {
             Self::Eviction => "eviction",
             Self::Log => "log",
             Self::Exec => "exec",
+            Self::PortForward => "portforward",
             Self::Finalize => "finalize",
         }
     }
@@ -45,6 +48,7 @@ impl Subresource {
             Self::Eviction,
             Self::Log,
             Self::Exec,
+            Self::PortForward,
             Self::Finalize,
         ]
         .into_iter()
@@ -57,7 +61,7 @@ impl Subresource {
             Self::Status | Self::Scale => &["get", "patch", "update"],
             Self::Binding | Self::Eviction => &["create"],
             Self::Log => &["get"],
-            Self::Exec => &["create", "get"],
+            Self::Exec | Self::PortForward => &["create", "get"],
             Self::Finalize => &["update"],
         }
     }
@@ -71,6 +75,7 @@ impl Subresource {
             Self::Binding => Some(("", "v1", "Binding")),
             Self::Eviction => Some(("policy", "v1", "Eviction")),
             Self::Exec => Some(("", "v1", "PodExecOptions")),
+            Self::PortForward => Some(("", "v1", "PodPortForwardOptions")),
         }
     }
 }
@@ -220,7 +225,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
         singular: "pod",
         short_names: &["po"],
         categories: &["all"],
-        subresources: &[Status, Binding, Eviction, Log, Exec],
+        subresources: &[Status, Binding, Eviction, Log, Exec, PortForward],
         selectable_fields: POD_FIELDS,
         ..CORE
     },

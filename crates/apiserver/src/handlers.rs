@@ -57,9 +57,13 @@ async fn dispatch(state: &Arc<ApiState>, req: Request) -> Result<Response, ApiEr
         .to_string();
     let is_get = parts.method == Method::GET;
     match endpoint {
-        // Logs and exec stream, and exec upgrades the connection: they take the request whole.
+        // Logs stream, exec and port-forward upgrade the connection: they take the request
+        // whole.
         Endpoint::Resource(path)
-            if matches!(path.subresource, Some(Subresource::Log | Subresource::Exec)) =>
+            if matches!(
+                path.subresource,
+                Some(Subresource::Log | Subresource::Exec | Subresource::PortForward)
+            ) =>
         {
             pod_streams::serve(state, path, Request::from_parts(parts, body)).await
         }

@@ -1,8 +1,9 @@
-//! `pods/log` and `pods/exec`, as upstream's `pkg/registry/core/pod/rest/{log,subresources}.go`:
-//! validate the request against the pod, find its node's kubelet server (the Node's InternalIP
-//! and `status.daemonEndpoints.kubeletEndpoint.Port`) and proxy to it. Logs stream through as
-//! they come; exec's upgraded connection is copied byte for byte both ways, so the API server
-//! does not need to understand the streaming protocol. Kubelet servers are plain HTTP and
+//! `pods/log`, `pods/exec` and `pods/portforward`, as upstream's
+//! `pkg/registry/core/pod/rest/{log,subresources}.go`: validate the request against the pod, find
+//! its node's kubelet server (the Node's InternalIP and
+//! `status.daemonEndpoints.kubeletEndpoint.Port`) and proxy to it. Logs stream through as they
+//! come; an upgraded exec or port-forward connection is copied byte for byte both ways, so the
+//! API server does not need to understand the streaming protocols. Kubelet servers are plain HTTP and
 //! require the bearer token set with [`crate::ApiServer::set_kubelet_token`] (ADR 13).
 
 use crate::ApiState;
@@ -30,7 +31,7 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 /// The kubelet port upstream assumes when a Node reports none.
 const DEFAULT_KUBELET_PORT: i64 = 10250;
 
-/// Serves `GET pods/<name>/log` and `GET|POST pods/<name>/exec`.
+/// Serves `GET pods/<name>/log` and `GET|POST pods/<name>/{exec,portforward}`.
 pub async fn serve(
     state: &ApiState,
     path: ResourcePath,
@@ -44,6 +45,9 @@ pub async fn serve(
         (Some(Subresource::Log), &Method::GET) => logs(state, &pod, name, &query).await,
         (Some(Subresource::Exec), &Method::GET | &Method::POST) => {
             exec(state, &pod, name, &query, req).await
+        }
+        (Some(Subresource::PortForward), &Method::GET | &Method::POST) => {
+            port_forward(state, &pod, name, req).await
         }
         _ => Err(ApiError::method_not_allowed(
             "the server does not allow this method on the requested resource",
@@ -363,26 +367,71 @@ async fn exec(
     pod: &Value,
     name: &str,
     query: &Query,
-    mut req: Request,
+    req: Request,
 ) -> Result<Response, ApiError> {
     let container = exec_container(pod, name, query.get("container"))?;
-    let node_name = pod["spec"]["nodeName"].as_str().unwrap_or_default();
-    if node_name.is_empty() {
-        return Err(ApiError::bad_request(format!(
-            "pod {name} does not have a host assigned"
-        )));
-    }
-    let Some(address) = kubelet_address(state, node_name).await? else {
-        return Err(ApiError::bad_request(format!(
-            "container {container} of pod {name} runs on the simulated node {node_name}, which cannot run commands"
-        )));
-    };
+    let address = streaming_kubelet(state, pod, name, |node| {
+        format!(
+            "container {container} of pod {name} runs on the simulated node {node}, which cannot run commands"
+        )
+    })
+    .await?;
     let namespace = pod["metadata"]["namespace"].as_str().unwrap_or_default();
     // The kubelet reads command, stdin, stdout, stderr and tty from the same query.
     let uri = format!(
         "/exec/{namespace}/{name}/{container}?{}",
         req.uri().query().unwrap_or_default()
     );
+    proxy_upgrade(state, &address, uri, req).await
+}
+
+/// `pods/<name>/portforward`: the kubelet's `/portForward/{namespace}/{name}`.
+async fn port_forward(
+    state: &ApiState,
+    pod: &Value,
+    name: &str,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let address = streaming_kubelet(state, pod, name, |node| {
+        format!("pod {name} runs on the simulated node {node}, which has no ports to forward")
+    })
+    .await?;
+    let namespace = pod["metadata"]["namespace"].as_str().unwrap_or_default();
+    let uri = format!(
+        "/portForward/{namespace}/{name}?{}",
+        req.uri().query().unwrap_or_default()
+    );
+    proxy_upgrade(state, &address, uri, req).await
+}
+
+/// The kubelet server of the node `pod` runs on, for a streaming request (upstream's
+/// `does not have a host assigned` when it runs nowhere yet); `simulated(node)` words the
+/// error for a pod on a simulated node, which has no kubelet server.
+async fn streaming_kubelet(
+    state: &ApiState,
+    pod: &Value,
+    name: &str,
+    simulated: impl FnOnce(&str) -> String,
+) -> Result<String, ApiError> {
+    let node_name = pod["spec"]["nodeName"].as_str().unwrap_or_default();
+    if node_name.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "pod {name} does not have a host assigned"
+        )));
+    }
+    kubelet_address(state, node_name)
+        .await?
+        .ok_or_else(|| ApiError::bad_request(simulated(node_name)))
+}
+
+/// Sends `req`'s upgrade to the kubelet at `address` as `uri` and, once it switches protocols,
+/// relays the two upgraded connections byte for byte.
+async fn proxy_upgrade(
+    state: &ApiState,
+    address: &str,
+    uri: String,
+    mut req: Request,
+) -> Result<Response, ApiError> {
     let mut forward = http::Request::builder()
         .method(req.method().clone())
         .uri(uri);
@@ -395,7 +444,7 @@ async fn exec(
         .body(Empty::new())
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let mut answer = send_to_kubelet(
-        &address,
+        address,
         forward,
         state.kubelet_token.get().map(String::as_str),
     )
@@ -426,10 +475,10 @@ async fn exec(
                 let mut client = hyper_util::rt::TokioIo::new(client);
                 let mut kubelet = hyper_util::rt::TokioIo::new(kubelet);
                 if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut kubelet).await {
-                    tracing::debug!(%e, "exec stream ended with an error");
+                    tracing::debug!(%e, "upgraded stream ended with an error");
                 }
             }
-            Err(e) => tracing::debug!(%e, "exec upgrade failed"),
+            Err(e) => tracing::debug!(%e, "upgrade failed"),
         }
     });
     let mut resp = Response::new(Body::empty());

@@ -1,5 +1,6 @@
-//! `kubectl logs` and `kubectl exec` through the real kubectl against `skiff server`: the API
-//! server's `pods/log` and `pods/exec` proxied to the node agent's kubelet server (ADR 13).
+//! `kubectl logs`, `exec` and `port-forward` through the real kubectl against `skiff server`:
+//! the API server's `pods/log`, `pods/exec` and `pods/portforward` proxied to the node agent's
+//! kubelet server (ADR 13).
 
 mod common;
 
@@ -281,4 +282,88 @@ fn logs_and_exec_of_process_pods() {
         }
     });
     assert_eq!(server.ok(&["logs", "crasher", "--previous"]), "run\n");
+}
+
+/// Sends `GET <path>` over HTTP/1.0 to `127.0.0.1:port` and returns the response's status
+/// line, or the error.
+fn http_status(port: u16, path: &str) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    write!(stream, "GET {path} HTTP/1.0\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| e.to_string())?;
+    Ok(response.lines().next().unwrap_or_default().to_string())
+}
+
+#[test]
+fn port_forward_reaches_the_pods_own_localhost() {
+    let server = Server::start_with(&["--local-runtime", "process"]);
+    let node = local_node(&server);
+    // Bound to the pod's loopback only: nothing outside its network namespace reaches it.
+    create_pod(
+        &server,
+        "web",
+        &node,
+        &[("app", "exec python3 -m http.server 8080 --bind 127.0.0.1")],
+        "Always",
+    );
+    wait_running(&server, "web");
+    // kubectl 1.32 tries WebSocket and falls back to SPDY, as 1.29 always uses.
+    for minor in [32, 29] {
+        let mut forward = server
+            .kubectl(&["port-forward", "pod/web", ":8080"])
+            .version(minor)
+            .spawn();
+        let line = forward.wait_for_line("the forwarded port", |l| {
+            l.starts_with("Forwarding from 127.0.0.1:")
+        });
+        // "Forwarding from 127.0.0.1:41234 -> 8080"
+        let port: u16 = line["Forwarding from 127.0.0.1:".len()..]
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        // The server may still be starting: the first connections can be refused in the pod.
+        wait_until(
+            "the pod's server through the forward",
+            SETTLE,
+            || match http_status(port, "/") {
+                Ok(status) if status.starts_with("HTTP/1.0 200") => Ok(()),
+                other => Err(format!("{other:?}")),
+            },
+        );
+        assert_eq!(
+            http_status(port, "/missing").unwrap(),
+            "HTTP/1.0 404 File not found",
+            "kubectl 1.{minor}"
+        );
+    }
+
+    // A port nobody listens on: the connection ends and kubectl reports the kubelet's error.
+    let mut forward = server.spawn(&["port-forward", "pod/web", ":9"]);
+    let line = forward.wait_for_line("the forwarded port", |l| {
+        l.starts_with("Forwarding from 127.0.0.1:")
+    });
+    let port: u16 = line["Forwarding from 127.0.0.1:".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let _ = http_status(port, "/");
+    let (code, stderr) = forward.wait_for_exit();
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("error forwarding port 9 to pod web_default")
+            && stderr.contains("refused")
+            && stderr.contains("lost connection to pod"),
+        "{stderr}"
+    );
 }

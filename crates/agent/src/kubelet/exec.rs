@@ -282,14 +282,12 @@ fn switching_protocols(protocol: &'static str) -> Response<KubeletBody> {
 /// The `X-Stream-Protocol-Version` header of SPDY upgrades.
 const STREAM_PROTOCOL_HEADER: &str = "x-stream-protocol-version";
 
-/// Upgrades an exec request to SPDY (upstream's `httpstream.Handshake` and SPDY upgrader):
-/// the client must offer [`SPDY_PROTOCOL`]; once it has opened the streams it asked for, the
-/// command runs.
-fn upgrade_to_spdy(
-    req: &mut Request<Incoming>,
-    options: ExecOptions,
-    start: impl FnOnce() -> Result<Child, String> + Send + 'static,
-) -> Response<KubeletBody> {
+/// Checks that a SPDY client offers `protocol` in `X-Stream-Protocol-Version` (upstream's
+/// `httpstream.Handshake`); the refusal is upstream's `403`.
+pub(super) fn negotiate_spdy<B>(
+    req: &Request<B>,
+    protocol: &str,
+) -> Result<(), Response<KubeletBody>> {
     let offered: Vec<String> = req
         .headers()
         .get_all(STREAM_PROTOCOL_HEADER)
@@ -298,13 +296,36 @@ fn upgrade_to_spdy(
         .flat_map(|v| v.split(','))
         .map(|v| v.trim().to_string())
         .collect();
-    if !offered.iter().any(|p| p == SPDY_PROTOCOL) {
-        return text(
-            StatusCode::FORBIDDEN,
-            &format!(
-                "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server supports [\"{SPDY_PROTOCOL}\"]"
-            ),
-        );
+    if offered.iter().any(|p| p == protocol) {
+        return Ok(());
+    }
+    Err(text(
+        StatusCode::FORBIDDEN,
+        &format!(
+            "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server supports [\"{protocol}\"]"
+        ),
+    ))
+}
+
+/// The `101` upgrading to SPDY with the negotiated `protocol`.
+pub(super) fn switching_to_spdy(protocol: &'static str) -> Response<KubeletBody> {
+    let mut response = switching_protocols(spdy::UPGRADE);
+    response.headers_mut().insert(
+        STREAM_PROTOCOL_HEADER,
+        http::HeaderValue::from_static(protocol),
+    );
+    response
+}
+
+/// Upgrades an exec request to SPDY: once the client has opened the streams it asked for,
+/// the command runs.
+fn upgrade_to_spdy(
+    req: &mut Request<Incoming>,
+    options: ExecOptions,
+    start: impl FnOnce() -> Result<Child, String> + Send + 'static,
+) -> Response<KubeletBody> {
+    if let Err(refusal) = negotiate_spdy(req, SPDY_PROTOCOL) {
+        return refusal;
     }
     let upgrade = hyper::upgrade::on(req);
     tokio::spawn(async move {
@@ -327,12 +348,7 @@ fn upgrade_to_spdy(
             Err(_) => tracing::debug!("exec: timed out waiting for the client's streams"),
         }
     });
-    let mut response = switching_protocols(spdy::UPGRADE);
-    response.headers_mut().insert(
-        STREAM_PROTOCOL_HEADER,
-        http::HeaderValue::from_static(SPDY_PROTOCOL),
-    );
-    response
+    switching_to_spdy(SPDY_PROTOCOL)
 }
 
 /// What the client of a session sends.

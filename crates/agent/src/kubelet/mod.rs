@@ -1,16 +1,21 @@
-//! The kubelet's HTTP server: what the API server proxies `pods/log` and `pods/exec` to.
+//! The kubelet's HTTP server: what the API server proxies `pods/log`, `pods/exec` and
+//! `pods/portforward` to.
 //!
 //! * `GET /containerLogs/{namespace}/{pod}/{container}` streams the container's log (see
 //!   [`logs`]) as upstream's kubelet, with its errors (`container "c" in pod "p" is waiting to
 //!   start: ContainerCreating`) as `400` plain text, which the API server turns into `Status`es.
 //! * `GET|POST /exec/{namespace}/{pod}/{container}?command=..` upgrades to a WebSocket speaking
-//!   `v5.channel.k8s.io` or `v4.channel.k8s.io` (see [`exec`]).
+//!   `v5.channel.k8s.io` or `v4.channel.k8s.io`, or to SPDY/3.1 speaking `v4.channel.k8s.io`
+//!   (see [`exec`]).
+//! * `GET|POST /portForward/{namespace}/{pod}` upgrades to SPDY/3.1 speaking
+//!   `portforward.k8s.io` (see [`portforward`]).
 //!
 //! Plain HTTP with a bearer token the API server presents (ADR 13): the API server is the only
 //! client, and pods reach the node IP too.
 
 pub mod exec;
 pub mod logs;
+pub mod portforward;
 pub mod spdy;
 
 use crate::runtime::Runtime;
@@ -118,6 +123,11 @@ impl Kubelet {
                 let pod = pod.clone();
                 let container = container.clone();
                 self.exec(req, &namespace, &pod, &container, &query)
+            }
+            (&Method::GET | &Method::POST, [route, namespace, pod]) if route == "portForward" => {
+                let namespace = namespace.clone();
+                let pod = pod.clone();
+                self.port_forward(req, &namespace, &pod)
             }
             _ => text(StatusCode::NOT_FOUND, "404 page not found"),
         }

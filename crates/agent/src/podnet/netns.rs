@@ -5,6 +5,7 @@
 
 use std::fs::File;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -53,6 +54,21 @@ pub fn create(name: &str) -> io::Result<File> {
             ))
         }
     }
+}
+
+/// Runs `work` on a short-lived thread that has entered the network namespace `netns` (an open
+/// `/proc/PID/ns/net` or pin file): sockets it opens stay in that namespace.
+pub fn run_in<T: Send>(netns: &File, work: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                // SAFETY: changes only this thread, which ends right after.
+                check(unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) })?;
+                work()
+            })
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the netns thread panicked")))
+    })
 }
 
 /// Unpins the namespace called `name` and removes its file (Ok when there is none). The

@@ -65,20 +65,9 @@ impl Rtnetlink {
     }
 
     /// Opens a socket acting in the network namespace `netns` (an open `/proc/PID/ns/net` or
-    /// `/var/run/netns/NAME`), from a short-lived thread that enters it.
+    /// `/var/run/netns/NAME`).
     pub fn open_in(netns: &File) -> io::Result<Self> {
-        std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    // SAFETY: changes only this thread, which ends right after.
-                    if unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                    Self::open()
-                })
-                .join()
-                .unwrap_or_else(|_| Err(io::Error::other("the netns thread panicked")))
-        })
+        super::netns::run_in(netns, Self::open)
     }
 
     /// The index of the interface called `name`.

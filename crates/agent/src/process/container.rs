@@ -111,7 +111,7 @@ impl PodContext {
         Duration::from_secs(seconds.max(0) as u64)
     }
 
-    fn sandbox_pid(&self) -> Option<u32> {
+    pub(super) fn sandbox_pid(&self) -> Option<u32> {
         self.state.lock().unwrap().sandbox.map(|s| s.pid)
     }
 }

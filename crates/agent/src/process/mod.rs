@@ -442,6 +442,34 @@ impl Runtime for ProcessRuntime {
         };
         pod.exec_in(container, command, [stdio(), stdio(), stdio()])
     }
+
+    fn port_forward(&self, pod_uid: &str, port: u16) -> Result<std::net::TcpStream, String> {
+        let pod = self
+            .pod(pod_uid)
+            .ok_or_else(|| format!("pod {pod_uid} not found"))?;
+        // A pod without a sandbox (degraded) shares the host's network.
+        let netns = match pod.sandbox_pid() {
+            Some(pid) => Some(
+                std::fs::File::open(format!("/proc/{pid}/ns/net")).map_err(|e| e.to_string())?,
+            ),
+            None => None,
+        };
+        connect_in(netns.as_ref(), port).map_err(|e| e.to_string())
+    }
+}
+
+/// How long connecting to a forwarded port may take.
+const PORT_FORWARD_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connects to `localhost:port` of the network namespace `netns` (the agent's own when
+/// `None`).
+fn connect_in(netns: Option<&std::fs::File>, port: u16) -> std::io::Result<std::net::TcpStream> {
+    let address = std::net::SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let connect = || std::net::TcpStream::connect_timeout(&address, PORT_FORWARD_CONNECT_TIMEOUT);
+    match netns {
+        Some(netns) => crate::podnet::netns::run_in(netns, connect),
+        None => connect(),
+    }
 }
 
 #[cfg(test)]

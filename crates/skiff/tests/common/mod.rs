@@ -212,7 +212,7 @@ impl Server {
 
     /// Starts `kubectl args` in the background (for `get -w`); killed on drop.
     pub fn spawn(&self, args: &[&str]) -> Background {
-        Background::spawn(self.kubectl(args).command())
+        self.kubectl(args).spawn()
     }
 }
 
@@ -435,6 +435,11 @@ impl Kubectl {
         command
     }
 
+    /// Starts kubectl in the background (killed when the handle drops).
+    pub fn spawn(&self) -> Background {
+        Background::spawn(self.command())
+    }
+
     /// Runs kubectl to completion (bounded by [`COMMAND_TIMEOUT`]).
     pub fn run(&self) -> Output {
         let mut output = run_with_timeout(self.command(), self.stdin.as_deref(), COMMAND_TIMEOUT);
@@ -590,6 +595,31 @@ impl Background {
                 }
             }
         }
+    }
+}
+
+impl Background {
+    /// Waits for the command to exit on its own (failing the test after [`COMMAND_TIMEOUT`])
+    /// and returns its exit code and everything it wrote to stderr.
+    #[track_caller]
+    pub fn wait_for_exit(&mut self) -> (Option<i32>, String) {
+        let deadline = Instant::now() + COMMAND_TIMEOUT;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the command did not exit within {COMMAND_TIMEOUT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let stderr = self
+            .stderr
+            .take()
+            .and_then(|reader| reader.join().ok())
+            .unwrap_or_default();
+        (status.code(), stderr)
     }
 }
 

@@ -282,12 +282,9 @@ fn switching_protocols(protocol: &'static str) -> Response<KubeletBody> {
 /// The `X-Stream-Protocol-Version` header of SPDY upgrades.
 const STREAM_PROTOCOL_HEADER: &str = "x-stream-protocol-version";
 
-/// Checks that a SPDY client offers `protocol` in `X-Stream-Protocol-Version` (upstream's
-/// `httpstream.Handshake`); the refusal is upstream's `403`.
-pub(super) fn negotiate_spdy<B>(
-    req: &Request<B>,
-    protocol: &str,
-) -> Result<(), Response<KubeletBody>> {
+/// Upstream's `403` refusal (`httpstream.Handshake`) unless the SPDY client offers `protocol`
+/// in `X-Stream-Protocol-Version`.
+pub(super) fn spdy_refusal<B>(req: &Request<B>, protocol: &str) -> Option<Response<KubeletBody>> {
     let offered: Vec<String> = req
         .headers()
         .get_all(STREAM_PROTOCOL_HEADER)
@@ -297,9 +294,9 @@ pub(super) fn negotiate_spdy<B>(
         .map(|v| v.trim().to_string())
         .collect();
     if offered.iter().any(|p| p == protocol) {
-        return Ok(());
+        return None;
     }
-    Err(text(
+    Some(text(
         StatusCode::FORBIDDEN,
         &format!(
             "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server supports [\"{protocol}\"]"
@@ -324,7 +321,7 @@ fn upgrade_to_spdy(
     options: ExecOptions,
     start: impl FnOnce() -> Result<Child, String> + Send + 'static,
 ) -> Response<KubeletBody> {
-    if let Err(refusal) = negotiate_spdy(req, SPDY_PROTOCOL) {
+    if let Some(refusal) = spdy_refusal(req, SPDY_PROTOCOL) {
         return refusal;
     }
     let upgrade = hyper::upgrade::on(req);
@@ -648,6 +645,23 @@ mod tests {
             ExecOptions::from_query(&query(&[("command", "ls")])),
             Err("you must specify at least 1 of stdin, stdout, stderr".into())
         );
+    }
+
+    #[test]
+    fn spdy_clients_must_offer_the_protocol() {
+        let offering = |values: &[&str]| {
+            let mut req = Request::builder();
+            for value in values {
+                req = req.header(STREAM_PROTOCOL_HEADER, *value);
+            }
+            req.body(()).unwrap()
+        };
+        let old_kubectl = offering(&["v4.channel.k8s.io", "v3.channel.k8s.io, v2.channel.k8s.io"]);
+        assert!(spdy_refusal(&old_kubectl, SPDY_PROTOCOL).is_none());
+        let ancient = offering(&["v3.channel.k8s.io, v2.channel.k8s.io"]);
+        let refusal = spdy_refusal(&ancient, SPDY_PROTOCOL).unwrap();
+        assert_eq!(refusal.status(), StatusCode::FORBIDDEN);
+        assert!(spdy_refusal(&offering(&[]), "portforward.k8s.io").is_some());
     }
 
     #[test]

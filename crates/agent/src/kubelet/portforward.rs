@@ -45,7 +45,7 @@ impl Kubelet {
                 "unable to upgrade: port forwarding is served over SPDY/3.1",
             );
         }
-        if let Err(refusal) = super::exec::negotiate_spdy(&req, PROTOCOL) {
+        if let Some(refusal) = super::exec::spdy_refusal(&req, PROTOCOL) {
             return refusal;
         }
         let upgrade = hyper::upgrade::on(&mut req);

@@ -396,6 +396,22 @@ async fn a_container_over_its_memory_limit_is_oom_killed() {
     remove(&runtime, root.path(), &pod).await;
 }
 
+/// A network namespace pinned on the host for a test, removed when dropped.
+struct Pin(String);
+
+impl Pin {
+    fn new(name: &str) -> Self {
+        skiff_agent::podnet::netns::create(name).unwrap();
+        Pin(name.to_string())
+    }
+}
+
+impl Drop for Pin {
+    fn drop(&mut self) {
+        let _ = skiff_agent::podnet::netns::remove(&self.0);
+    }
+}
+
 #[tokio::test]
 async fn pods_have_their_own_hostname_pids_and_volumes() {
     let root = Root::new();
@@ -404,11 +420,13 @@ async fn pods_have_their_own_hostname_pids_and_volumes() {
         return;
     }
     let mount_path = format!("/tmp/skiff-test-podinfo-{}", std::process::id());
+    // Another pod's network namespace, pinned on the host: the pod's mounts must not hold it.
+    let pin = Pin::new(&format!("skiff-test-pin-{}", std::process::id()));
     let pod = pod(
         "web-0",
         json!({
             "containers": [{"name": "c", "command": ["sh", "-c",
-                format!("hostname; echo pid $$$$; cat {mount_path}/name; echo; (echo x > {mount_path}/x) 2>/dev/null || echo read-only")],
+                format!("hostname; echo pid $$$$; cat {mount_path}/name; echo; (echo x > {mount_path}/x) 2>/dev/null || echo read-only; grep -c {} /proc/self/mountinfo", pin.0)],
                 "volumeMounts": [{"name": "info", "mountPath": mount_path}]}],
             "volumes": [{"name": "info", "downwardAPI": {"items": [{"path": "name", "fieldRef": {"fieldPath": "metadata.name"}}]}}],
         }),
@@ -421,7 +439,8 @@ async fn pods_have_their_own_hostname_pids_and_volumes() {
             "stdout F web-0",
             "stdout F pid 2",
             "stdout F web-0",
-            "stdout F read-only"
+            "stdout F read-only",
+            "stdout F 0",
         ]
     );
     assert!(

@@ -68,6 +68,8 @@ pub enum Step {
         /// `MS_*` flags.
         flags: libc::c_ulong,
     },
+    /// `umount2(target, MNT_DETACH)`; nothing mounted there is not a failure.
+    Unmount(CString),
     /// Writes `0` (the writer itself) to a cgroup's `cgroup.procs`.
     JoinCgroup(File),
     /// `chdir`.
@@ -108,6 +110,7 @@ impl Step {
                 format!("setting hostname {:?}", String::from_utf8_lossy(name))
             }
             Step::Mount { target, .. } => format!("mounting {}", show(target)),
+            Step::Unmount(target) => format!("unmounting {}", show(target)),
             Step::JoinCgroup(_) => "joining the container's cgroup".into(),
             Step::ChangeDir(dir) => format!("changing to working directory {}", show(dir)),
             Step::NewProcessGroup => "creating a process group".into(),
@@ -134,6 +137,16 @@ impl Step {
                     *flags,
                     std::ptr::null(),
                 ),
+                Step::Unmount(target) => {
+                    let result = libc::umount2(target.as_ptr(), libc::MNT_DETACH);
+                    let not_mounted = || {
+                        matches!(
+                            io::Error::last_os_error().raw_os_error(),
+                            Some(libc::EINVAL | libc::ENOENT)
+                        )
+                    };
+                    if result == 0 || not_mounted() { 0 } else { -1 }
+                }
                 Step::JoinCgroup(procs) => {
                     if libc::write(procs.as_raw_fd(), c"0".as_ptr().cast(), 1) == 1 {
                         0

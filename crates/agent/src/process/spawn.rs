@@ -32,6 +32,9 @@ pub fn create_sandbox(hostname: &str, netns: Option<&Path>) -> io::Result<Child>
             fstype: None,
             flags: libc::MS_REC | libc::MS_PRIVATE,
         },
+        // The pins of every pod's network namespace were copied into this mount namespace:
+        // kept, they would keep other pods' namespaces alive after those pods are gone.
+        Step::Unmount(c_string(crate::podnet::netns::NETNS_DIR)?),
         // The pod's /proc shows its own PID namespace.
         Step::Mount {
             source: Some(c"proc".into()),

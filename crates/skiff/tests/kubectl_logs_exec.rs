@@ -367,3 +367,53 @@ fn port_forward_reaches_the_pods_own_localhost() {
         "{stderr}"
     );
 }
+
+#[test]
+fn containers_get_the_variables_of_services() {
+    let server = Server::start_with(&["--local-runtime", "process"]);
+    let node = local_node(&server);
+    server.ok(&["create", "service", "clusterip", "my-db", "--tcp=5432:5432"]);
+    let db_ip = server.ok(&[
+        "get",
+        "service",
+        "my-db",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
+    let script =
+        "echo $MY_DB_SERVICE_HOST $MY_DB_PORT $KUBERNETES_SERVICE_PORT $DB_URL; exec sleep 1000";
+    for (name, links) in [("linked", true), ("unlinked", false)] {
+        let manifest = serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"nodeName": node, "enableServiceLinks": links,
+                     "terminationGracePeriodSeconds": 1,
+                     "containers": [{"name": "app", "image": "busybox",
+                        "command": ["sh", "-c", script],
+                        // Service variables expand in the container's own values.
+                        "env": [{"name": "DB_URL",
+                                 "value": "postgres://$(MY_DB_SERVICE_HOST):$(MY_DB_SERVICE_PORT)"}]}]},
+        });
+        let file = server.write_file(&format!("{name}.json"), &manifest.to_string());
+        server.ok(&["apply", "-f", file.to_str().unwrap()]);
+    }
+    let first_line = |pod: &str| {
+        wait_until(&format!("{pod}'s output"), SETTLE, || {
+            let out = server.ok(&["logs", pod]);
+            out.lines()
+                .next()
+                .map(str::to_string)
+                .ok_or_else(|| out.clone())
+        })
+    };
+    assert_eq!(
+        first_line("linked"),
+        format!("{db_ip} tcp://{db_ip}:5432 443 postgres://{db_ip}:5432")
+    );
+    // Without service links only the API server's own Service is there, and a reference to
+    // a missing variable stays as written.
+    assert_eq!(
+        first_line("unlinked"),
+        "443 postgres://$(MY_DB_SERVICE_HOST):$(MY_DB_SERVICE_PORT)"
+    );
+}

@@ -25,9 +25,11 @@ use tokio::io::unix::AsyncFd;
 /// The child's stack: its steps are single system calls.
 const STACK_SIZE: usize = 64 * 1024;
 
-/// Where a program named without a `/` is looked for when neither the new environment nor
-/// the agent has a `PATH`.
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// The usual `PATH` of a container image: what containers that set none get, and where a
+/// program named without a `/` is looked for when neither the new environment nor the agent
+/// has a `PATH`.
+pub(crate) const DEFAULT_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// What a standard stream of the child is connected to.
 pub enum Stdio {

@@ -2,7 +2,7 @@
 //! supervised through its runs (restart policy, back-off, probes, graceful stop).
 
 use super::cgroup::{self, ContainerCgroup, Limits};
-use super::child::Stdio;
+use super::child::{self, Stdio};
 use super::env::{self, EnvSources};
 use super::logs::{self, LogFile};
 use super::probes::{self, ProbeEvent, ProbeTarget};
@@ -24,9 +24,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
-
-/// The `PATH` of containers that set none (a container image's usual default).
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// How long a container whose configuration is not ready waits before the next try.
 const CONFIG_RETRY: Duration = Duration::from_secs(5);
@@ -426,7 +423,7 @@ async fn start(
         .await
         .map_err(config_error)?;
     for (name, value) in [
-        ("PATH", DEFAULT_PATH.to_string()),
+        ("PATH", child::DEFAULT_PATH.to_string()),
         ("HOSTNAME", pod_hostname(&pod.pod)),
     ] {
         if !env.iter().any(|(n, _)| n == name) {

@@ -2,7 +2,7 @@
 //! sources first, then `env` in order, each value expanded against the variables before it;
 //! then `command` and `args` expanded against the result.
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service};
 use kube::Api;
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
@@ -123,6 +123,9 @@ pub struct EnvSources {
     secrets: HashMap<String, Option<Secret>>,
 }
 
+/// The namespace and name of the API server's own Service, whose variables every pod gets.
+const MASTER_SERVICE: (&str, &str) = ("default", "kubernetes");
+
 impl EnvSources {
     /// Sources in the pod's namespace; without a client every reference is missing.
     pub fn new(client: Option<kube::Client>, namespace: &str) -> Self {
@@ -182,6 +185,74 @@ impl EnvSources {
     pub fn namespace(&self) -> &str {
         &self.namespace
     }
+
+    /// The Services whose variables a pod gets (upstream's `getServiceEnvVarMap`): the API
+    /// server's own `default/kubernetes` always, and with `enableServiceLinks` every Service of
+    /// the pod's namespace (which wins over the former on a name clash); sorted by name.
+    pub async fn services(&self, service_links: bool) -> Result<Vec<Service>, String> {
+        let Some(client) = &self.client else {
+            return Ok(Vec::new());
+        };
+        let (master_namespace, master_name) = MASTER_SERVICE;
+        let mut by_name: BTreeMap<String, Service> = BTreeMap::new();
+        let master = Api::<Service>::namespaced(client.clone(), master_namespace)
+            .get_opt(master_name)
+            .await
+            .map_err(|e| e.to_string())?;
+        by_name.extend(master.map(|s| (master_name.to_string(), s)));
+        if service_links {
+            let listed = Api::<Service>::namespaced(client.clone(), &self.namespace)
+                .list(&Default::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            for service in listed.items {
+                by_name.insert(service.metadata.name.clone().unwrap_or_default(), service);
+            }
+        }
+        Ok(by_name.into_values().collect())
+    }
+}
+
+/// Upstream's `envvars.FromServices`: for each Service with a cluster IP, `{NAME}_SERVICE_HOST`,
+/// `{NAME}_SERVICE_PORT` (its first port), `{NAME}_SERVICE_PORT_{PORT NAME}` for named ports,
+/// and Docker's link variables (`{NAME}_PORT`, `{NAME}_PORT_{port}_{PROTO}` with `_PROTO`,
+/// `_PORT`, `_ADDR`); names upper-cased with `-` as `_`.
+pub fn service_env(services: &[Service]) -> Vec<(String, String)> {
+    let mut env = Vec::new();
+    for service in services {
+        let Some(spec) = &service.spec else { continue };
+        let ip = spec.cluster_ip.as_deref().unwrap_or_default();
+        let ports = spec.ports.as_deref().unwrap_or_default();
+        if ip.is_empty() || ip == "None" || ports.is_empty() {
+            continue;
+        }
+        let variable = |name: &str| name.to_ascii_uppercase().replace('-', "_");
+        let prefix = variable(service.metadata.name.as_deref().unwrap_or_default());
+        env.push((format!("{prefix}_SERVICE_HOST"), ip.to_string()));
+        env.push((format!("{prefix}_SERVICE_PORT"), ports[0].port.to_string()));
+        for port in ports {
+            if let Some(name) = port.name.as_deref().filter(|n| !n.is_empty()) {
+                let key = format!("{prefix}_SERVICE_PORT_{}", variable(name));
+                env.push((key, port.port.to_string()));
+            }
+        }
+        for (i, port) in ports.iter().enumerate() {
+            let protocol = port.protocol.as_deref().unwrap_or("TCP");
+            let (lower, upper) = (protocol.to_lowercase(), protocol.to_uppercase());
+            let url = format!("{lower}://{ip}:{}", port.port);
+            if i == 0 {
+                env.push((format!("{prefix}_PORT"), url.clone()));
+            }
+            let port_prefix = format!("{prefix}_PORT_{}_{upper}", port.port);
+            env.extend([
+                (format!("{port_prefix}_PROTO"), lower),
+                (format!("{port_prefix}_PORT"), port.port.to_string()),
+                (format!("{port_prefix}_ADDR"), ip.to_string()),
+                (port_prefix, url),
+            ]);
+        }
+    }
+    env
 }
 
 /// The container's environment in order (later duplicates replace earlier ones), with
@@ -192,6 +263,12 @@ pub async fn container_env(
     addresses: PodAddresses,
     sources: &mut EnvSources,
 ) -> Result<Vec<(String, String)>, String> {
+    let service_links = pod
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.enable_service_links)
+        .unwrap_or(true);
+    let services = service_env(&sources.services(service_links).await?);
     let mut env: Vec<(String, String)> = Vec::new();
     let set = |env: &mut Vec<(String, String)>, name: String, value: String| {
         env.retain(|(n, _)| *n != name);
@@ -226,11 +303,13 @@ pub async fn container_env(
     for var in container.env.iter().flatten() {
         let value = match (&var.value, &var.value_from) {
             (Some(value), _) => {
+                // The container's own variables first, then the Services'.
                 let known = env.clone();
                 expand(value, |name| {
                     known
                         .iter()
                         .rev()
+                        .chain(&services)
                         .find(|(n, _)| n == name)
                         .map(|(_, v)| v.clone())
                 })
@@ -272,6 +351,12 @@ pub async fn container_env(
             (None, None) => String::new(),
         };
         set(&mut env, var.name.clone(), value);
+    }
+    // The Services' variables follow, unless the container sets the same name.
+    for (name, value) in services {
+        if !env.iter().any(|(n, _)| *n == name) {
+            env.push((name, value));
+        }
     }
     Ok(env)
 }
@@ -403,6 +488,51 @@ mod tests {
             value("spec.hostname").unwrap_err(),
             "unsupported fieldPath: spec.hostname"
         );
+    }
+
+    #[test]
+    fn service_variables_as_upstream_names_them() {
+        let service =
+            |value: serde_json::Value| -> Service { serde_json::from_value(value).unwrap() };
+        let services = [
+            service(serde_json::json!({
+                "metadata": {"name": "my-db"},
+                "spec": {"clusterIP": "10.96.0.7", "ports": [
+                    {"port": 5432},
+                    {"name": "metrics-http", "port": 9187, "protocol": "TCP"},
+                    {"name": "dns", "port": 53, "protocol": "UDP"},
+                ]},
+            })),
+            // Headless and ExternalName Services have no address: no variables.
+            service(serde_json::json!({"metadata": {"name": "peers"},
+                "spec": {"clusterIP": "None", "ports": [{"port": 80}]}})),
+            service(serde_json::json!({"metadata": {"name": "outside"},
+                "spec": {"type": "ExternalName", "externalName": "example.com"}})),
+        ];
+        let env: BTreeMap<String, String> = service_env(&services).into_iter().collect();
+        let expected: BTreeMap<String, String> = [
+            ("MY_DB_SERVICE_HOST", "10.96.0.7"),
+            ("MY_DB_SERVICE_PORT", "5432"),
+            ("MY_DB_SERVICE_PORT_METRICS_HTTP", "9187"),
+            ("MY_DB_SERVICE_PORT_DNS", "53"),
+            ("MY_DB_PORT", "tcp://10.96.0.7:5432"),
+            ("MY_DB_PORT_5432_TCP", "tcp://10.96.0.7:5432"),
+            ("MY_DB_PORT_5432_TCP_PROTO", "tcp"),
+            ("MY_DB_PORT_5432_TCP_PORT", "5432"),
+            ("MY_DB_PORT_5432_TCP_ADDR", "10.96.0.7"),
+            ("MY_DB_PORT_9187_TCP", "tcp://10.96.0.7:9187"),
+            ("MY_DB_PORT_9187_TCP_PROTO", "tcp"),
+            ("MY_DB_PORT_9187_TCP_PORT", "9187"),
+            ("MY_DB_PORT_9187_TCP_ADDR", "10.96.0.7"),
+            ("MY_DB_PORT_53_UDP", "udp://10.96.0.7:53"),
+            ("MY_DB_PORT_53_UDP_PROTO", "udp"),
+            ("MY_DB_PORT_53_UDP_PORT", "53"),
+            ("MY_DB_PORT_53_UDP_ADDR", "10.96.0.7"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(env, expected);
     }
 
     #[tokio::test]

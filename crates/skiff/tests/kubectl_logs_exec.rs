@@ -301,6 +301,18 @@ fn http_status(port: u16, path: &str) -> Result<String, String> {
     Ok(response.lines().next().unwrap_or_default().to_string())
 }
 
+/// The local port a `kubectl port-forward` of `:PORT` picked, from its first line
+/// (`Forwarding from 127.0.0.1:41234 -> 8080`).
+fn forwarded_port(forward: &mut common::Background) -> u16 {
+    const PREFIX: &str = "Forwarding from 127.0.0.1:";
+    let line = forward.wait_for_line("the forwarded port", |l| l.starts_with(PREFIX));
+    line[PREFIX.len()..]
+        .split(' ')
+        .next()
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"))
+}
+
 #[test]
 fn port_forward_reaches_the_pods_own_localhost() {
     let server = Server::start_with(&["--local-runtime", "process"]);
@@ -320,16 +332,7 @@ fn port_forward_reaches_the_pods_own_localhost() {
             .kubectl(&["port-forward", "pod/web", ":8080"])
             .version(minor)
             .spawn();
-        let line = forward.wait_for_line("the forwarded port", |l| {
-            l.starts_with("Forwarding from 127.0.0.1:")
-        });
-        // "Forwarding from 127.0.0.1:41234 -> 8080"
-        let port: u16 = line["Forwarding from 127.0.0.1:".len()..]
-            .split(' ')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let port = forwarded_port(&mut forward);
         // The server may still be starting: the first connections can be refused in the pod.
         wait_until(
             "the pod's server through the forward",
@@ -348,15 +351,7 @@ fn port_forward_reaches_the_pods_own_localhost() {
 
     // A port nobody listens on: the connection ends and kubectl reports the kubelet's error.
     let mut forward = server.spawn(&["port-forward", "pod/web", ":9"]);
-    let line = forward.wait_for_line("the forwarded port", |l| {
-        l.starts_with("Forwarding from 127.0.0.1:")
-    });
-    let port: u16 = line["Forwarding from 127.0.0.1:".len()..]
-        .split(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let port = forwarded_port(&mut forward);
     let _ = http_status(port, "/");
     let (code, stderr) = forward.wait_for_exit();
     assert_eq!(code, Some(1), "{stderr}");

@@ -7,7 +7,7 @@
 //! `streamType` header, and a FIN ends it.
 
 use super::spdy::{self, StreamReader, StreamWriter};
-use super::{Kubelet, KubeletBody, text};
+use super::{Kubelet, KubeletBody, on_upgrade, text};
 use crate::process::child::Child;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
@@ -216,21 +216,8 @@ impl Kubelet {
                 &format!("requested protocol(s) are not supported; supports {PROTOCOLS:?}"),
             );
         };
-        let upgrade = hyper::upgrade::on(&mut req);
-        tokio::spawn(async move {
-            let upgraded = match upgrade.await {
-                Ok(upgraded) => upgraded,
-                Err(err) => {
-                    tracing::debug!(%err, "exec: upgrade failed");
-                    return;
-                }
-            };
-            let socket = WebSocketStream::from_raw_socket(
-                hyper_util::rt::TokioIo::new(upgraded),
-                Role::Server,
-                None,
-            )
-            .await;
+        on_upgrade(&mut req, "exec", move |upgraded| async move {
+            let socket = WebSocketStream::from_raw_socket(upgraded, Role::Server, None).await;
             let (sink, source) = socket.split();
             let mut transport = WebSocketTransport {
                 sink,
@@ -324,16 +311,8 @@ fn upgrade_to_spdy(
     if let Some(refusal) = spdy_refusal(req, SPDY_PROTOCOL) {
         return refusal;
     }
-    let upgrade = hyper::upgrade::on(req);
-    tokio::spawn(async move {
-        let upgraded = match upgrade.await {
-            Ok(upgraded) => upgraded,
-            Err(err) => {
-                tracing::debug!(%err, "exec: upgrade failed");
-                return;
-            }
-        };
-        let session = spdy::Session::start(hyper_util::rt::TokioIo::new(upgraded));
+    on_upgrade(req, "exec", move |upgraded| async move {
+        let session = spdy::Session::start(upgraded);
         let accepted = tokio::time::timeout(
             STREAM_CREATION_TIMEOUT,
             SpdyTransport::accept(session, &options),

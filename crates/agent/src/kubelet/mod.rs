@@ -333,6 +333,22 @@ pub fn random_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Runs `session` on the connection once `req` has been upgraded, in a task of its own (the
+/// `101` response must be returned first); `what` names it in the log when the upgrade fails.
+fn on_upgrade<F, Fut>(req: &mut Request<Incoming>, what: &'static str, session: F)
+where
+    F: FnOnce(hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let upgrade = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        match upgrade.await {
+            Ok(upgraded) => session(hyper_util::rt::TokioIo::new(upgraded)).await,
+            Err(err) => tracing::debug!(%err, what, "upgrade failed"),
+        }
+    });
+}
+
 /// A plain-text response, as the kubelet writes its errors.
 fn text(status: StatusCode, message: &str) -> Response<KubeletBody> {
     let mut response = Response::new(

@@ -8,7 +8,7 @@
 //! refused here, and they fall back to SPDY as they do against older servers.
 
 use super::spdy::{self, Stream, StreamReader, StreamWriter};
-use super::{Kubelet, KubeletBody, text};
+use super::{Kubelet, KubeletBody, on_upgrade, text};
 use crate::runtime::Runtime;
 use http::{Request, Response, StatusCode, header};
 use hyper::body::Incoming;
@@ -48,17 +48,10 @@ impl Kubelet {
         if let Some(refusal) = super::exec::spdy_refusal(&req, PROTOCOL) {
             return refusal;
         }
-        let upgrade = hyper::upgrade::on(&mut req);
         let runtime = self.runtime.clone();
         let pod_name = format!("{pod}_{namespace}");
-        tokio::spawn(async move {
-            match upgrade.await {
-                Ok(upgraded) => {
-                    let session = spdy::Session::start(hyper_util::rt::TokioIo::new(upgraded));
-                    serve(session, runtime, found.uid, pod_name).await;
-                }
-                Err(err) => tracing::debug!(%err, "port-forward: upgrade failed"),
-            }
+        on_upgrade(&mut req, "port-forward", move |upgraded| {
+            serve(spdy::Session::start(upgraded), runtime, found.uid, pod_name)
         });
         super::exec::switching_to_spdy(PROTOCOL)
     }

@@ -9,6 +9,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
 use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -105,10 +106,8 @@ pub async fn probe_once(
                 .clone()
                 .filter(|p| !p.is_empty())
                 .unwrap_or("/".into());
-            if http.scheme.as_deref() == Some("HTTPS") {
-                return Err("HTTPS probes are not supported by the process runtime".into());
-            }
             http_get(
+                http.scheme.as_deref() == Some("HTTPS"),
                 &host,
                 port,
                 &path,
@@ -134,17 +133,21 @@ pub async fn probe_once(
         .unwrap_or_else(|_| Err(format!("probe timed out after {}s", timeout.as_secs())))
 }
 
-/// An HTTP/1.1 GET as the kubelet sends it; 2xx and 3xx are successes.
+/// An HTTP/1.1 GET as the kubelet sends it, over TLS with `https`; 2xx and 3xx are
+/// successes.
 async fn http_get<'a>(
+    https: bool,
     host: &str,
     port: u16,
     path: &str,
     headers: impl Iterator<Item = (&'a str, &'a str)>,
 ) -> Result<(), String> {
-    let url = format!("http://{}{path}", authority(host, port));
-    let mut stream = tokio::net::TcpStream::connect((host, port))
+    let scheme = if https { "https" } else { "http" };
+    let url = format!("{scheme}://{}{path}", authority(host, port));
+    let failed = |e: &dyn std::fmt::Display| format!("Get \"{url}\": {e}");
+    let stream = tokio::net::TcpStream::connect((host, port))
         .await
-        .map_err(|e| format!("Get \"{url}\": dial tcp {}: {e}", authority(host, port)))?;
+        .map_err(|e| failed(&format!("dial tcp {}: {e}", authority(host, port))))?;
     let mut request = format!(
         "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: kube-probe/1.33\r\nAccept: */*\r\nConnection: close\r\n",
         authority(host, port)
@@ -153,28 +156,118 @@ async fn http_get<'a>(
         request.push_str(&format!("{name}: {value}\r\n"));
     }
     request.push_str("\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .map_err(|e| format!("Get \"{url}\": {e}"))?;
-    // Upstream reads up to 10 KiB of the response; reading it (rather than dropping the
-    // connection with data unread, which resets it) spares the server an error.
-    let mut response = Vec::new();
-    (&mut stream)
-        .take(10 * 1024)
-        .read_to_end(&mut response)
-        .await
-        .map_err(|e| format!("Get \"{url}\": {e}"))?;
+    let response = if https {
+        let name =
+            rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|e| failed(&e))?;
+        let tls = tokio_rustls::TlsConnector::from(insecure_tls())
+            .connect(name, stream)
+            .await
+            .map_err(|e| failed(&e))?;
+        exchange(tls, &request).await
+    } else {
+        exchange(stream, &request).await
+    }
+    .map_err(|e| failed(&e))?;
     let status_line = String::from_utf8_lossy(&response[..response.len().min(64)]);
     let code: u16 = status_line
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("Get \"{url}\": malformed HTTP response"))?;
+        .ok_or_else(|| failed(&"malformed HTTP response"))?;
     if (200..400).contains(&code) {
         Ok(())
     } else {
         Err(format!("HTTP probe failed with statuscode: {code}"))
+    }
+}
+
+/// Sends `request` and reads the response: upstream reads up to 10 KiB of it, and reading it
+/// (rather than dropping the connection with data unread, which resets it) spares the server
+/// an error. A TLS server that closes without `close_notify` has still answered.
+async fn exchange<S>(mut stream: S, request: &str) -> std::io::Result<Vec<u8>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = Vec::new();
+    match (&mut stream)
+        .take(10 * 1024)
+        .read_to_end(&mut response)
+        .await
+    {
+        Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof && !response.is_empty() => {}
+        result => {
+            result?;
+        }
+    }
+    Ok(response)
+}
+
+/// TLS that accepts any server certificate, as the kubelet's HTTPS probes do
+/// (`InsecureSkipVerify`): a probe asks whether the container answers, not who it is. The
+/// handshake's signatures are still checked.
+fn insecure_tls() -> Arc<rustls::ClientConfig> {
+    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()
+                .expect("ring supports the default protocol versions")
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+                .with_no_client_auth();
+            Arc::new(config)
+        })
+        .clone()
+}
+
+/// Takes any certificate; checks the handshake's signatures with the provider's algorithms.
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -341,6 +434,62 @@ mod tests {
         assert_eq!(
             probe_once(&named, &container(), &target).await,
             Err("couldn't find port: metrics in web".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn https_probes_take_any_certificate() {
+        // A self-signed certificate for a name the probe does not even use.
+        let signed = rcgen::generate_simple_self_signed(vec!["elsewhere.example".into()]).unwrap();
+        let key =
+            rustls::pki_types::PrivateKeyDer::Pkcs8(signed.signing_key.serialize_der().into());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![signed.cert.der().clone()], key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            for status in ["200 OK", "500 Internal Server Error"] {
+                let (socket, _) = listener.accept().await.unwrap();
+                let mut tls = acceptor.accept(socket).await.unwrap();
+                let mut buffer = [0u8; 1024];
+                let read = tls.read(&mut buffer).await.unwrap();
+                assert!(buffer[..read].starts_with(b"GET /secure HTTP/1.1\r\n"));
+                let response = format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n");
+                tls.write_all(response.as_bytes()).await.unwrap();
+                // Closed without close_notify, as many servers do.
+            }
+        });
+        let https = probe(serde_json::json!(
+            {"httpGet": {"path": "/secure", "port": port, "scheme": "HTTPS"}}
+        ));
+        let target = target();
+        assert_eq!(probe_once(&https, &container(), &target).await, Ok(()));
+        assert_eq!(
+            probe_once(&https, &container(), &target).await,
+            Err("HTTP probe failed with statuscode: 500".into())
+        );
+        // A plain HTTP server is not TLS: the handshake fails, with the URL in the message.
+        let plain = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let plain_port = plain.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut socket, _) = plain.accept().await.unwrap();
+            let _ = socket.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await;
+        });
+        let mismatched = probe(serde_json::json!(
+            {"httpGet": {"port": plain_port, "scheme": "HTTPS"}}
+        ));
+        let err = probe_once(&mismatched, &container(), &target)
+            .await
+            .unwrap_err();
+        assert!(
+            err.starts_with(&format!("Get \"https://127.0.0.1:{plain_port}/\": ")),
+            "{err}"
         );
     }
 

@@ -7,7 +7,7 @@
 //! `streamType` header, and a FIN ends it.
 
 use super::spdy::{self, StreamReader, StreamWriter};
-use super::{Kubelet, KubeletBody, on_upgrade, text};
+use super::{Kubelet, KubeletBody, on_upgrade, text, upgrades_to};
 use crate::process::child::Child;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
@@ -190,21 +190,15 @@ impl Kubelet {
                 &format!("container not found (\"{container}\")"),
             );
         }
-        let upgrade_to = req
-            .headers()
-            .get(header::UPGRADE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_ascii_lowercase();
         let runtime = self.runtime.clone();
         let container = container.to_string();
         let (command, tty) = (options.command.clone(), options.tty);
         let start = move || runtime.exec(&found.uid, &container, &command, tty);
-        if upgrade_to == spdy::UPGRADE.to_ascii_lowercase() {
+        if upgrades_to(&req, spdy::UPGRADE) {
             return upgrade_to_spdy(&mut req, options, start);
         }
         let key = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned();
-        let (Some(key), true) = (key, upgrade_to == "websocket") else {
+        let (Some(key), true) = (key, upgrades_to(&req, "websocket")) else {
             return text(
                 StatusCode::BAD_REQUEST,
                 "unable to upgrade: missing upgrade headers in request (WebSocket or SPDY/3.1)",

@@ -149,6 +149,11 @@ impl Kubelet {
                 == 0
     }
 
+    /// The pod, or the kubelet's 404 message.
+    fn find_pod(&self, namespace: &str, pod: &str) -> Result<PodRef, String> {
+        (self.pods)(namespace, pod).ok_or_else(|| format!("pod \"{pod}\" does not exist"))
+    }
+
     /// The pod and the runtime status of its container, or the kubelet's 404 message.
     fn find_container(
         &self,
@@ -156,9 +161,7 @@ impl Kubelet {
         pod: &str,
         container: &str,
     ) -> Result<(PodRef, Option<ContainerStatus>), String> {
-        let Some(found) = (self.pods)(namespace, pod) else {
-            return Err(format!("pod \"{pod}\" does not exist"));
-        };
+        let found = self.find_pod(namespace, pod)?;
         if !found.containers.iter().any(|c| c == container) {
             return Err(format!(
                 "container \"{container}\" not found in pod \"{pod}\""
@@ -347,6 +350,14 @@ where
             Err(err) => tracing::debug!(%err, what, "upgrade failed"),
         }
     });
+}
+
+/// Whether `req` asks to upgrade to `protocol` (its `Upgrade` header, case-insensitively).
+fn upgrades_to<B>(req: &Request<B>, protocol: &str) -> bool {
+    req.headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case(protocol))
 }
 
 /// A plain-text response, as the kubelet writes its errors.

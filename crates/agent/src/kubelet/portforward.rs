@@ -8,9 +8,9 @@
 //! refused here, and they fall back to SPDY as they do against older servers.
 
 use super::spdy::{self, Stream, StreamReader, StreamWriter};
-use super::{Kubelet, KubeletBody, on_upgrade, text};
+use super::{Kubelet, KubeletBody, on_upgrade, text, upgrades_to};
 use crate::runtime::Runtime;
-use http::{Request, Response, StatusCode, header};
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,18 +28,11 @@ impl Kubelet {
         namespace: &str,
         pod: &str,
     ) -> Response<KubeletBody> {
-        let Some(found) = (self.pods)(namespace, pod) else {
-            return text(
-                StatusCode::NOT_FOUND,
-                &format!("pod \"{pod}\" does not exist"),
-            );
+        let found = match self.find_pod(namespace, pod) {
+            Ok(found) => found,
+            Err(message) => return text(StatusCode::NOT_FOUND, &message),
         };
-        let is_spdy = req
-            .headers()
-            .get(header::UPGRADE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.eq_ignore_ascii_case(spdy::UPGRADE));
-        if !is_spdy {
+        if !upgrades_to(&req, spdy::UPGRADE) {
             return text(
                 StatusCode::BAD_REQUEST,
                 "unable to upgrade: port forwarding is served over SPDY/3.1",

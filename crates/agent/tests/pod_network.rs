@@ -4,7 +4,7 @@
 //!
 //! Needs root, iproute2's `ip`, python3 and curl; without them each test prints why it is
 //! skipped and passes. Every test uses its own bridge (never `skiff0`) and a `/24` of
-//! 10.250.0.0/16 chosen from the process id.
+//! 10.250.0.0/16 chosen from the process id among those the host does not route.
 
 use skiff_agent::Ipv4Cidr;
 use skiff_agent::podnet::PodNetwork;
@@ -61,7 +61,14 @@ impl TestNet {
             return None;
         }
         let pid = std::process::id();
-        let subnet = (pid.wrapping_mul(4).wrapping_add(u32::from(tag)) % 256) as u8;
+        // A /24 the host does not route yet (a node's own bridge, e.g. the benchmark's
+        // 10.250.0.0/24 on skiff0, would take the test's traffic): tried from one the process
+        // id picks, in steps of 4 so the tests of one process never pick the same.
+        let routes = ip(&["-4", "route"]);
+        let subnet = (0..64)
+            .map(|step| (pid.wrapping_add(step).wrapping_mul(4) + u32::from(tag)) % 256)
+            .find(|subnet| !routes.contains(&format!("10.250.{subnet}.")))
+            .expect("a free /24 of 10.250.0.0/16") as u8;
         Some(Self {
             bridge: format!("skt{pid}x{tag}"),
             cidr: format!("10.250.{subnet}.0/24").parse().unwrap(),
